@@ -1,0 +1,196 @@
+"""Canonical records shared by every ERP and carrier mapping.
+
+ERP mappings (``ml_connector.erp.*``) turn ERP documents into :class:`Order`; carrier mappings
+(``ml_connector.carriers.*``) turn :class:`Order` into carrier requests and carrier answers into
+:class:`AddressValidation`, :class:`ShipmentResult` and :class:`TrackingResult`. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Address(_Record):
+    """A postal address with the party at it.
+
+    :param residential: ``True``/``False`` once classified (by the ERP or by UPS Address Validation),
+        ``None`` while unknown.
+    """
+
+    name: str
+    attention: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    lines: list[str] = Field(min_length=1)
+    city: str
+    state: str | None = None
+    postal_code: str | None = None
+    country: str = Field(min_length=2, max_length=2)
+    residential: bool | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _upper_country(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("lines")
+    @classmethod
+    def _strip_lines(cls, value: list[str]) -> list[str]:
+        lines = [line.strip() for line in value if line and line.strip()]
+        if not lines:
+            raise ValueError("an address needs at least one non-empty street line")
+        return lines
+
+
+class Dimensions(_Record):
+    length: Decimal = Field(gt=0)
+    width: Decimal = Field(gt=0)
+    height: Decimal = Field(gt=0)
+    unit: Literal["IN", "CM"] = "IN"
+
+
+class Package(_Record):
+    """One physical parcel. The weight is never defaulted to zero: a mapping that cannot find one
+    raises :class:`ml_connector.errors.MissingWeight` instead."""
+
+    weight: Decimal = Field(gt=0)
+    weight_unit: Literal["LBS", "KGS", "OZS"] = "LBS"
+    dimensions: Dimensions | None = None
+    packaging_code: str = "02"  # UPS "Customer Supplied Package"
+    description: str | None = None
+
+
+class OrderLine(_Record):
+    sku: str
+    description: str | None = None
+    quantity: Decimal
+    unit_weight: Decimal | None = None
+
+
+class Order(_Record):
+    """A released ERP order (or shipment document) ready to ship.
+
+    :param erp: ERP name, e.g. ``business_central``.
+    :param erp_id: the ERP's immutable id for the document (a GUID in Business Central).
+    :param number: the document number a person knows (``SO-1001``); stamped on the label.
+    :param ship_method: the ERP's shipment method code, mapped to a carrier service by the pipeline settings.
+    :param etag: the ERP's concurrency token at read time, when the ERP has one.
+    """
+
+    erp: str
+    erp_id: str
+    number: str
+    ship_method: str | None = None
+    ship_to: Address
+    packages: list[Package] = Field(default_factory=list)
+    lines: list[OrderLine] = Field(default_factory=list)
+    modified_at: datetime | None = None
+    etag: str | None = None
+    customer_reference: str | None = None
+
+
+class AddressStatus(str, enum.Enum):
+    VALID = "valid"
+    AMBIGUOUS = "ambiguous"
+    NO_CANDIDATES = "no_candidates"
+
+
+class AddressClassification(str, enum.Enum):
+    UNCLASSIFIED = "unclassified"
+    COMMERCIAL = "commercial"
+    RESIDENTIAL = "residential"
+
+
+class AddressCandidate(_Record):
+    lines: list[str]
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    postal_code_extension: str | None = None
+    country: str
+    classification: AddressClassification = AddressClassification.UNCLASSIFIED
+
+
+class AddressValidation(_Record):
+    """Outcome of a street-level address check."""
+
+    status: AddressStatus
+    classification: AddressClassification = AddressClassification.UNCLASSIFIED
+    candidates: list[AddressCandidate] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
+
+    @property
+    def residential(self) -> bool | None:
+        if self.classification is AddressClassification.UNCLASSIFIED:
+            return None
+        return self.classification is AddressClassification.RESIDENTIAL
+
+
+class Money(_Record):
+    amount: Decimal
+    currency: str
+
+
+class Label(_Record):
+    """One package's label as the carrier returned it (``image`` is the decoded bytes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64")
+
+    tracking_number: str
+    image_format: str
+    image: bytes
+
+
+class ShipmentResult(_Record):
+    shipment_id: str
+    tracking_numbers: list[str]
+    labels: list[Label] = Field(default_factory=list)
+    total_charges: Money | None = None
+    negotiated_charges: Money | None = None
+    billing_weight: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def charges(self) -> Money | None:
+        """What the shipper pays: the negotiated total when UPS returned one, else the published total."""
+        return self.negotiated_charges or self.total_charges
+
+
+class TrackingStatus(str, enum.Enum):
+    LABEL_CREATED = "label_created"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    EXCEPTION = "exception"
+    VOIDED = "voided"
+    NOT_FOUND = "not_found"
+    UNKNOWN = "unknown"
+
+
+class TrackingEvent(_Record):
+    tracking_number: str
+    status: TrackingStatus
+    code: str | None = None
+    description: str | None = None
+    occurred_at: datetime  # timezone-aware
+    location: str | None = None
+
+
+class TrackingResult(_Record):
+    tracking_number: str
+    status: TrackingStatus
+    events: list[TrackingEvent] = Field(default_factory=list)  # most recent first
+    delivered_at: datetime | None = None
+    received_by: str | None = None
+    scheduled_delivery: str | None = None
+    reference_numbers: list[str] = Field(default_factory=list)
+    shipment_id: str | None = None

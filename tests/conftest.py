@@ -1,0 +1,93 @@
+"""Test environment: a private AIRFLOW_HOME, a Fernet key, and the ledger on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="ml-connector-airflow-"))
+# Before anything imports Airflow: its settings are read at import time.
+os.environ.setdefault("AIRFLOW_HOME", str(_HOME))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+os.environ.setdefault("ML_CONNECTOR_FERNET_KEYS", "lX5C3uTj1gQq2tqQnG3Yd5wq0J0nKkq8s4c2W6h3l7U=")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PG_BASE = os.environ.get("ML_CONNECTOR_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> bool:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_BASE, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    return _pg_available()
+
+
+def make_pg_url(schema: str) -> str:
+    """A URL whose search_path is a private schema, so tests (and xdist workers) never share tables."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_BASE)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    return f"{PG_BASE}?options=-csearch_path%3D{schema}"
+
+
+def drop_pg_schema(schema: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_BASE)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger_url(request, tmp_path, pg_available):
+    """Every ledger test runs on a fresh SQLite file and on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    if not pg_available:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_BASE}; CI must run the PostgreSQL ledger tests")
+        pytest.skip("PostgreSQL is not reachable")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = make_pg_url(schema)
+    yield url
+    import sqlalchemy as sa
+
+    from ml_connector.ledger import store
+
+    rendered = sa.make_url(url).render_as_string(hide_password=False)
+    for key in [k for k in store._ENGINES if k[1] == rendered]:
+        store._ENGINES.pop(key).dispose()
+    drop_pg_schema(schema)
+
+
+@pytest.fixture
+def ledger(ledger_url):
+    from ml_connector.ledger import Ledger
+
+    return Ledger(ledger_url)
