@@ -91,3 +91,50 @@ def ledger(ledger_url):
     from ml_connector.ledger import Ledger
 
     return Ledger(ledger_url)
+
+
+# -- sandboxes: real HTTP servers on free loopback ports, one process per test session (per xdist worker) ------
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """UPS and Business Central sandboxes served by one ``python -m ml_connector.sandbox`` process."""
+    from ml_connector.sandbox.testing import SandboxServer
+
+    with SandboxServer(["ups", "business_central"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ups_sandbox(sandbox):
+    return sandbox
+
+
+@pytest.fixture
+def ups(sandbox):
+    """The session's sandbox with the UPS state, counters and knobs reset for this test."""
+    sandbox.reset("ups")
+    return sandbox
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path):
+    from ml_connector.ledger import Ledger
+
+    return Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+UPS_ACCOUNT = "A1B2C3"
+
+
+def ups_connection(url: str, **extra) -> str:
+    import json
+
+    return json.dumps({"conn_type": "ups", "host": url, "login": "test-client-id", "password": "test-client-secret",
+                       "extra": {"account_number": UPS_ACCOUNT, **extra}})
+
+
+@pytest.fixture
+def ups_conn(ups, monkeypatch):
+    """``ups_default`` pointing at the sandbox (only the host differs from production)."""
+    monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(ups.url("ups")))
+    return ups

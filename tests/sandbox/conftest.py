@@ -1,0 +1,1 @@
+"""Sandbox tests use the session sandbox fixtures from tests/conftest.py."""
