@@ -83,6 +83,9 @@ class ApiError(ConnectorError):
         self.vendor = vendor
         self.status = status
         if retryable is None:
+            # the typed subclasses below fix the answer; the generic class decides from the status
+            retryable = type(self).__dict__.get("retryable", None) if type(self) is not ApiError else None
+        if retryable is None:
             retryable = status is not None and (status == 429 or status >= 500 or status == 408)
         self.retryable = retryable
 
@@ -117,8 +120,14 @@ class AmbiguousRequestError(RetryableError):
     taken effect. Callers must look the result up (track by reference) before sending it again."""
 
 
-def api_error(message: str, *, vendor: str, status: int | None, code: str | None = None) -> ApiError:
-    """Build the right :class:`ApiError` subclass for an HTTP status."""
+def api_error(message: str, *, vendor: str, status: int | None, code: str | None = None,
+              retryable: bool | None = None) -> ApiError:
+    """Build the right :class:`ApiError` subclass for an HTTP status (``retryable`` overrides the status,
+    for vendor codes such as UPS ``10429`` that are transient whatever the status)."""
+    if retryable is True:
+        return RetryableApiError(message, vendor=vendor, status=status, code=code)
+    if retryable is False:
+        return PermanentApiError(message, vendor=vendor, status=status, code=code)
     if status in (401, 403):
         return AuthenticationError(message, vendor=vendor, status=status, code=code)
     if status is not None and (status == 429 or status >= 500 or status == 408):

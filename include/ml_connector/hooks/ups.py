@@ -155,7 +155,8 @@ class UpsHook(ConnectorHook):
 
     def create_shipment(self, order: Order, *, service_code: str, shipper: Address, reference: str,
                         ship_from: Address | None = None, residential: bool | None = None,
-                        negotiated_rates: bool = True, reference_code: str | None = None) -> ShipmentResult:
+                        negotiated_rates: bool = True, reference_code: str | None = None,
+                        extra_references: Iterable[str] = ()) -> ShipmentResult:
         """Buy a label. Not idempotent at UPS: callers must hold the ledger claim (see CreateShipmentOperator).
 
         :raises AmbiguousRequestError: no answer came back; look the label up by reference before retrying.
@@ -163,6 +164,7 @@ class UpsHook(ConnectorHook):
         body = mapping.build_ship_request(
             order, service_code=service_code, shipper=shipper, shipper_number=self.account_number,
             ship_from=ship_from, reference=reference, reference_code=reference_code,
+            extra_references=list(extra_references),
             negotiated_rates=negotiated_rates, label_format=self.label_format,
             label_stock_height=self.label_stock_height, residential=residential, customer_context=order.number,
         )
