@@ -350,6 +350,38 @@ class Ledger:
                 row = self._get(conn, row.id)
             return row, False
 
+    def register_failure(self, pipeline: str, *, erp: str, erp_id: str, order_number: str,
+                         modified_at: str | None, error: BaseException | str, step: str = "extract_orders",
+                         actor: str | None = None) -> ShipmentRow:
+        """Record an ERP document that could not even be read into an order: it is kept, quarantined with the
+        reason, and re-opened once the document changes in the ERP (nothing is silently dropped)."""
+        message = str(error)
+        with self.write() as conn:
+            conn.execute(self._insert(schema.shipments).values(
+                pipeline=pipeline, erp=erp, erp_id=erp_id, order_number=order_number,
+                state=ShipmentState.QUARANTINED.value, order_modified_at=modified_at, error=message,
+                error_step=step, last_run_id=actor,
+            ).on_conflict_do_nothing(index_elements=["pipeline", "erp_id"]))
+            stmt = sa.select(schema.shipments).where(schema.shipments.c.pipeline == pipeline,
+                                                     schema.shipments.c.erp_id == erp_id)
+            row = ShipmentRow.from_mapping(conn.execute(self._lock(stmt)).mappings().one())
+            if row.state is ShipmentState.QUARANTINED and row.error == message:
+                if not any(True for _ in conn.execute(sa.select(schema.audit_log.c.id).where(
+                        schema.audit_log.c.shipment_pk == row.id).limit(1))):
+                    self._audit(conn, shipment=row, step=step, outcome="quarantined",
+                                to_state=row.state.value, message=message, actor=actor)
+                return row
+            if row.is_labelled:
+                self._update(conn, row.id, error=message, error_step=step)
+                outcome, to_state = "error", row.state.value
+            else:
+                self._update(conn, row.id, state=ShipmentState.QUARANTINED.value, error=message,
+                             error_step=step, order_modified_at=modified_at)
+                outcome, to_state = "quarantined", ShipmentState.QUARANTINED.value
+            self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
+                        to_state=to_state, message=message, actor=actor)
+            return self._get(conn, row.id)
+
     def claim(self, shipment_id: int, owner: str, *, ttl_seconds: float = 900) -> bool:
         """Atomically take the row for ``owner`` (conditional update). Exactly one concurrent claimer wins;
         an expired claim (crashed worker) can be taken over."""

@@ -1,0 +1,210 @@
+"""Business Central hook: Entra token, API v2.0 reads, and tracking write-back through the AL extension page.
+
+Connection ``business_central_default`` (type ``business_central``): host = API host
+(``https://api.businesscentral.dynamics.com``), login/password = Entra app client id/secret, extras
+``tenant_id``, ``environment``, ``company_id``, ``authority`` (token host, default
+``https://login.microsoftonline.com``), ``writeback_api_publisher``/``_group``/``_version`` (the route of the
+ml-connector AL extension page, default ``mlconnector/shipping/v1.0``), ``page_size`` (optional
+``Prefer: odata.maxpagesize``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from ml_connector import http
+from ml_connector.erp.business_central import sales_orders_filter
+from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
+from ml_connector.hooks.base import ConnectorHook
+from ml_connector.secrets import CachedSecret
+
+DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+SCOPE = "https://api.businesscentral.dynamics.com/.default"
+ORDER_EXPAND = "salesOrderLines,shipmentMethod"
+
+
+def parse_error(status: int, body: Any) -> ApiError:
+    """Fold Business Central's OData error body (``{"error": {"code", "message"}}``) into a typed error."""
+    code, message = None, None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            code, message = err.get("code"), err.get("message")
+        elif isinstance(err, str):  # Entra token errors: {"error": "invalid_client", "error_description": ...}
+            code, message = err, body.get("error_description")
+    if not message:
+        message = (body if isinstance(body, str) else "") [:300] or f"HTTP {status}"
+    if status == 412:
+        return ConflictError(message, vendor="business_central", status=status, code=code)
+    return api_error(message, vendor="business_central", status=status, code=code)
+
+
+class BusinessCentralHook(ConnectorHook):
+    """Talks to Business Central API v2.0 with a cached Entra client-credentials token.
+
+    :param business_central_conn_id: the Airflow connection id.
+    """
+
+    conn_name_attr = "business_central_conn_id"
+    default_conn_name = "business_central_default"
+    conn_type = "business_central"
+    hook_name = "Dynamics 365 Business Central"
+    vendor = "business_central"
+
+    def __init__(self, business_central_conn_id: str = default_conn_name, *, refresh_margin: float = 300.0,
+                 **kwargs: Any) -> None:
+        super().__init__(business_central_conn_id, **kwargs)
+        self.business_central_conn_id = business_central_conn_id
+        self.refresh_margin = refresh_margin
+
+    # -- URLs --------------------------------------------------------------------------------------------
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.extra("tenant_id", required=True))
+
+    @property
+    def environment(self) -> str:
+        return str(self.extra("environment", "Production"))
+
+    @property
+    def company_id(self) -> str:
+        return str(self.extra("company_id", required=True)).strip("{}")
+
+    @property
+    def api_root(self) -> str:
+        """``{host}/v2.0/{tenant}/{environment}/api``: the environment name is part of every URL."""
+        return f"{self.base_url(DEFAULT_HOST)}/v2.0/{self.tenant_id}/{self.environment}/api"
+
+    @property
+    def company_url(self) -> str:
+        return f"{self.api_root}/v2.0/companies({self.company_id})"
+
+    @property
+    def writeback_url(self) -> str:
+        publisher = self.extra("writeback_api_publisher", "mlconnector")
+        group = self.extra("writeback_api_group", "shipping")
+        version = self.extra("writeback_api_version", "v1.0")
+        return f"{self.api_root}/{publisher}/{group}/{version}/companies({self.company_id})/salesOrderShipping"
+
+    # -- token -------------------------------------------------------------------------------------------
+
+    def fetch_token(self) -> tuple[str, float]:
+        """Entra client-credentials token for the Business Central API; returns ``(token, expires_at)``."""
+        client_id, client_secret = self.credentials()
+        authority = str(self.extra("authority", DEFAULT_AUTHORITY)).rstrip("/")
+        response = self.send(
+            "POST", f"{authority}/{self.tenant_id}/oauth2/v2.0/token", idempotent=True,
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                  "scope": SCOPE},
+        )
+        body = http.json_or_text(response)
+        if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
+            error = parse_error(response.status_code, body)
+            raise AuthenticationError(
+                f"Entra refused the client credentials of connection '{self.conn_id}' ({error.message})",
+                vendor="business_central", status=response.status_code, code=error.code)
+        token = body["access_token"]
+        http.mask(token)
+        return token, time.time() + float(body.get("expires_in", 3599))
+
+    def get_token(self, *, force: bool = False, rejected: str | None = None) -> str:
+        client_id, _ = self.credentials()
+        key = f"business_central:token:{self.tenant_id}:{client_id}"
+
+        def refresh(_current: CachedSecret | None) -> tuple[str, float]:
+            return self.fetch_token()
+
+        token = self.secret_store.get_or_refresh(key, refresh, margin=self.refresh_margin, force=force,
+                                                 stale_value=rejected)
+        http.mask(token)
+        return token
+
+    def _call(self, method: str, url: str, *, json: Any = None, params: dict[str, Any] | None = None,
+              headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204)) -> tuple[Any, Any]:
+        """Authenticated call with one forced token refresh on 401; returns ``(body, response)``."""
+        token = self.get_token()
+        for attempt in (1, 2):
+            all_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})}
+            response = self.send(method, url, json=json, params=params, headers=all_headers,
+                                 # PATCH with If-Match is idempotent: the etag makes a repeat fail with 412
+                                 idempotent=method in ("GET", "PATCH"))
+            if response.status_code == 401 and attempt == 1:
+                token = self.get_token(force=True, rejected=token)
+                continue
+            break
+        body = http.json_or_text(response) if response.content else None
+        if response.status_code not in ok:
+            raise parse_error(response.status_code, body)
+        return body, response
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def get_company(self) -> dict[str, Any]:
+        body, _ = self._call("GET", self.company_url)
+        return body
+
+    def get_company_information(self) -> dict[str, Any]:
+        """The company's address (used as the default ship-from)."""
+        body, _ = self._call("GET", f"{self.company_url}/companyInformation")
+        if isinstance(body, dict) and isinstance(body.get("value"), list):
+            return body["value"][0] if body["value"] else {}
+        return body
+
+    def iter_released_orders(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Released sales orders (``status eq 'Open'``) modified in ``[start, end)``, following
+        ``@odata.nextLink`` to the last page."""
+        headers = {}
+        page_size = self.extra("page_size")
+        if page_size:
+            headers["Prefer"] = f"odata.maxpagesize={int(page_size)}"
+        url: str | None = f"{self.company_url}/salesOrders"
+        params: dict[str, Any] | None = {"$filter": sales_orders_filter(start, end), "$expand": ORDER_EXPAND}
+        while url:
+            body, _ = self._call("GET", url, params=params, headers=headers)
+            yield from body.get("value", [])
+            url, params = body.get("@odata.nextLink"), None  # the next link carries the query already
+
+    def get_sales_order(self, order_id: str) -> dict[str, Any]:
+        body, _ = self._call("GET", f"{self.company_url}/salesOrders({order_id})",
+                             params={"$expand": ORDER_EXPAND})
+        return body
+
+    # -- write-back --------------------------------------------------------------------------------------
+
+    def get_shipping_record(self, order_id: str) -> dict[str, Any]:
+        body, _ = self._call("GET", f"{self.writeback_url}({order_id})")
+        return body
+
+    def update_shipping_record(self, order_id: str, changes: dict[str, Any], *, attempts: int = 3) -> dict[str, Any]:
+        """PATCH the extension page with ``If-Match: <@odata.etag>``; on 412 (someone else edited the order)
+        re-read the record and try again, at most ``attempts`` times."""
+        record = self.get_shipping_record(order_id)
+        for attempt in range(1, attempts + 1):
+            if all(record.get(k) == v for k, v in changes.items()):
+                return record  # already written (a replayed write-back)
+            try:
+                body, _ = self._call("PATCH", f"{self.writeback_url}({order_id})", json=changes,
+                                     headers={"If-Match": record["@odata.etag"]})
+                return body
+            except ConflictError:
+                if attempt == attempts:
+                    raise
+                self.log.info("Business Central answered 412 for order %s: re-reading and retrying", order_id)
+                record = self.get_shipping_record(order_id)
+        raise AssertionError("unreachable")
+
+    # -- Airflow UI ----------------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI "Test" button: read the configured company."""
+        try:
+            company = self.get_company()
+        except Exception as exc:
+            return False, f"Business Central: {exc}"
+        name = company.get("displayName") or company.get("name") or self.company_id
+        return True, f"Connected to company '{name}' in environment '{self.environment}'"

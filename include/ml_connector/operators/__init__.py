@@ -1,0 +1,19 @@
+"""Operators of an ERP -> UPS pipeline: ``extract_orders``, the ``process_order`` lane
+(``validate_address`` -> ``create_shipment`` -> ``writeback``) and ``poll_tracking``."""
+
+from ml_connector.operators.base import RETRY_POLICY, LaneOperator, PipelineOperator, make_lanes
+from ml_connector.operators.extract import ExtractOrdersOperator
+from ml_connector.operators.shipping import CreateShipmentOperator, ValidateAddressOperator, WritebackOperator
+from ml_connector.operators.tracking import PollTrackingOperator
+
+__all__ = [
+    "RETRY_POLICY",
+    "CreateShipmentOperator",
+    "ExtractOrdersOperator",
+    "LaneOperator",
+    "PipelineOperator",
+    "PollTrackingOperator",
+    "ValidateAddressOperator",
+    "WritebackOperator",
+    "make_lanes",
+]

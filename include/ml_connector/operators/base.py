@@ -1,0 +1,198 @@
+"""What the pipeline operators share: the retry policy, lanes, and per-order outcome reporting.
+
+A *lane* is one map index of the ``process_order`` task group. It carries one order when a run is small, or a
+batch of orders when a run has more orders than ``max_lanes`` (Airflow's ``max_map_length`` is 1024 and every
+task instance costs scheduler time). Inside a lane the orders are worked concurrently with bounded concurrency;
+one order's permanent failure quarantines that order only; the lane then reports it (red in the grid, with the
+reason) after the other orders finished. Retrying or clearing a lane redoes only unfinished orders: the ledger
+knows which.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from ml_connector.errors import PermanentError, RetryableError
+from ml_connector.ledger import Ledger, ShipmentRow
+from ml_connector.settings import PipelineSettings
+
+#: Transient errors (429, 5xx, timeouts, an ambiguous Ship) retry with Airflow's backoff; data and
+#: configuration errors fail at once: retrying the same bad address cannot help.
+RETRY_POLICY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception="ml_connector.errors.RetryableError", action=RetryAction.RETRY,
+              reason="transient API error (rate limit, 5xx, timeout): retrying with backoff"),
+    RetryRule(exception="ml_connector.errors.PermanentError", action=RetryAction.FAIL,
+              reason="bad data or configuration: retrying cannot help; fix it and clear the task"),
+])
+
+Lane = dict[str, Any]  # {"label": "SO-1001", "orders": [[ledger_id, "SO-1001"], ...]}
+
+
+def lane_label(numbers: Sequence[str], *, shown: int = 3) -> str:
+    """The grid name of a lane: its order number(s)."""
+    if len(numbers) <= shown:
+        return ", ".join(numbers)
+    return f"{', '.join(numbers[:shown])} +{len(numbers) - shown} more"
+
+
+def make_lanes(rows: Sequence[ShipmentRow], max_lanes: int) -> list[Lane]:
+    """One order per lane up to ``max_lanes`` orders; beyond that, orders are spread evenly over
+    ``max_lanes`` lanes (consecutive orders share a lane, so lane names stay readable)."""
+    if not rows:
+        return []
+    per_lane = max(1, math.ceil(len(rows) / max_lanes))
+    lanes = []
+    for start in range(0, len(rows), per_lane):
+        chunk = rows[start:start + per_lane]
+        lanes.append({"label": lane_label([r.order_number for r in chunk]),
+                      "orders": [[r.id, r.order_number] for r in chunk]})
+    return lanes
+
+
+@dataclass
+class LaneReport:
+    """What happened to each order of a lane in one step."""
+
+    done: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (order number, reason)
+    retry: list[tuple[str, RetryableError]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+class Skip(Exception):
+    """Nothing to do for this order in this step (already done, or stopped at an earlier step)."""
+
+
+class PipelineOperator(BaseOperator):
+    """Base of every pipeline operator.
+
+    :param pipeline_id: the pipeline (and DAG) id, the ledger's namespace.
+    :param settings: the validated pipeline settings.
+    """
+
+    ui_color = "#fdf1e3"
+
+    def __init__(self, *, pipeline_id: str, settings: PipelineSettings, **kwargs: Any) -> None:
+        kwargs.setdefault("retry_policy", RETRY_POLICY)
+        super().__init__(**kwargs)
+        if not isinstance(settings, PipelineSettings):
+            raise TypeError(f"settings must be a PipelineSettings, got {type(settings).__name__}")
+        self.pipeline_id = pipeline_id
+        self.settings = settings
+        self._ledger: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger.from_airflow(self.settings.ledger_conn_id)
+        return self._ledger
+
+    def actor(self, context: Any) -> str:
+        """Who did it, for the audit trail and claims: run id, task, map index and try."""
+        ti = context["ti"]
+        return f"{context['run_id']}/{ti.task_id}[{ti.map_index}]#{ti.try_number}"
+
+    def ups_hook(self):
+        from ml_connector.hooks.ups import UpsHook
+
+        return UpsHook(self.settings.ups_conn_id, ledger=self.ledger)
+
+    def erp_adapter(self):
+        from ml_connector.adapters import make_adapter
+
+        return make_adapter(self.settings)
+
+
+class LaneOperator(PipelineOperator):
+    """Runs :meth:`process` for every order of a lane, then reports.
+
+    Outcome rules: a :class:`PermanentError` quarantines the order (the ledger row keeps the reason) and, once
+    the other orders are done, fails the task with every reason; a :class:`RetryableError` is recorded and
+    raised after the other orders are done, so that Airflow retries the lane (finished orders are no-ops then).
+
+    :param lane: ``{"label": ..., "orders": [[ledger_id, order_number], ...]}`` from ``extract_orders``.
+    """
+
+    step: str = "lane"
+    template_fields = ()
+
+    def __init__(self, *, lane: Lane, **kwargs: Any) -> None:
+        kwargs.setdefault("map_index_template", "{{ lane_label }}")
+        super().__init__(**kwargs)
+        self.lane = lane
+
+    def process(self, row: ShipmentRow, context: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def before_lane(self, context: Any) -> None:
+        """Per-task setup shared by the lane's orders (hooks, ship-from...)."""
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        context["lane_label"] = self.lane["label"]  # rendered into map_index_template
+        self.before_lane(context)
+        rows = [self.ledger.get(ledger_id) for ledger_id, _number in self.lane["orders"]]
+        report = self._run(rows, context)
+        return self._finish(report)
+
+    def _run(self, rows: list[ShipmentRow], context: Any) -> LaneReport:
+        report = LaneReport()
+        actor = self.actor(context)
+
+        def work(row: ShipmentRow) -> tuple[ShipmentRow, Callable[[], None]]:
+            try:
+                result = self.process(row, context)
+                return row, lambda: report.done.append(result)
+            except Skip as why:
+                return row, lambda: report.skipped.append(f"{row.order_number}: {why}")
+            except PermanentError as exc:
+                self.log.error("order %s: %s failed: %s", row.order_number, self.step, exc)
+                self._quarantine(row, exc, actor)
+                return row, lambda: report.failed.append((row.order_number, str(exc)))
+            except RetryableError as exc:
+                self.log.warning("order %s: %s will be retried: %s", row.order_number, self.step, exc)
+                self.ledger.record_error(row.id, step=self.step, error=exc, actor=actor)
+                return row, lambda: report.retry.append((row.order_number, exc))
+
+        workers = min(self.settings.lane_concurrency, max(1, len(rows)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.step) as pool:
+            for _row, record in pool.map(work, rows):
+                record()
+        return report
+
+    def _quarantine(self, row: ShipmentRow, exc: PermanentError, actor: str) -> None:
+        self.ledger.quarantine(row.id, step=self.step, error=exc, actor=actor)
+
+    def _finish(self, report: LaneReport) -> list[dict[str, Any]]:
+        for line in report.skipped:
+            self.log.info("skipped %s", line)
+        if report.retry:
+            summary = "; ".join(f"{n}: {e}" for n, e in report.retry)
+            raise RetryableError(f"{len(report.retry)} order(s) hit transient errors; Airflow retries the lane "
+                                 f"(finished orders are not redone): {summary}")
+        if report.failed:
+            reasons = "\n".join(f"  {n}: {why}" for n, why in report.failed)
+            raise AirflowFailException(
+                f"{len(report.failed)} of {len(self.lane['orders'])} order(s) in this lane were quarantined at "
+                f"{self.step} (fix them in the ERP; the next run picks them up):\n{reasons}")
+        if not report.done and report.skipped:
+            raise AirflowSkipException("; ".join(report.skipped))
+        return report.done
+
+
+def retry_delays(settings: PipelineSettings) -> dict[str, Any]:
+    """``default_args`` for Airflow's own retries: exponential backoff (jitter is Airflow's)."""
+    return {
+        "retries": settings.retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_seconds),
+    }

@@ -1,0 +1,103 @@
+"""The DAG factory: one ERP -> UPS DAG from one pipeline's settings.
+
+::
+
+    extract_orders -> process_order (mapped task group, one lane per order or batch of orders)
+                        validate_address -> create_shipment -> writeback
+                   -> poll_tracking (trigger_rule all_done)
+
+Building a DAG touches no network and no database (it only validates settings), so DAG parsing stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, task_group
+
+from ml_connector.operators import (
+    CreateShipmentOperator,
+    ExtractOrdersOperator,
+    PollTrackingOperator,
+    ValidateAddressOperator,
+    WritebackOperator,
+)
+from ml_connector.operators.base import RETRY_POLICY, retry_delays
+from ml_connector.settings import PipelineSettings, load_settings
+
+ERP_NAMES = {"business_central": "Dynamics 365 Business Central"}
+
+DOC = """\
+### {erp_name} -> UPS
+
+Every {schedule!r} ({timezone}) this DAG reads the released orders modified in the run's data interval
+(minus {overlap} min of overlap), buys one UPS label per order and writes the 1Z number back on the order;
+`poll_tracking` then moves the delivery status along from UPS scans.
+
+* **Lanes**: each map index of `process_order` is one order (or a batch when a run has more than
+  {max_lanes} orders), named after its order number(s). A red lane names each failed order and why; the
+  ledger row of a bad order is `quarantined` with the same reason and is tried again once the order changes
+  in the ERP.
+* **Exactly once**: re-running an interval, clearing a task or backfilling never buys a second label: the
+  ledger (`{ledger}`) records each label before anything else happens.
+* **Backfill a missed day**: `airflow backfill create --dag-id {dag_id} --from-date DAY --to-date DAY`
+  (the DAG must be unpaused for backfill runs to start).
+* Connections: `{erp_conn}`, `{ups_conn}`, `{ledger}`. Settings: `include/pipelines.yaml`, key `{dag_id}`.
+"""
+
+
+def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any) -> DAG:
+    """Build the DAG for one ERP -> UPS pipeline.
+
+    :param dag_id: the DAG id; also the pipeline's namespace in the ledger.
+    :param settings: validated settings (see :func:`ml_connector.settings.load_settings`).
+    :param dag_kwargs: passed to :class:`airflow.sdk.DAG` (override anything).
+    """
+    common = {"pipeline_id": dag_id, "settings": settings}
+    default_args = {"owner": settings.owner, "retry_policy": RETRY_POLICY, **retry_delays(settings)}
+    doc = DOC.format(erp_name=ERP_NAMES.get(settings.erp, settings.erp), schedule=settings.schedule,
+                     timezone=settings.timezone, overlap=settings.overlap_minutes, max_lanes=settings.max_lanes,
+                     dag_id=dag_id, erp_conn=settings.erp_connection_id, ups_conn=settings.ups_conn_id,
+                     ledger=settings.ledger_conn_id)
+    options: dict[str, Any] = dict(
+        dag_id=dag_id,
+        description=settings.description or f"{ERP_NAMES.get(settings.erp, settings.erp)} -> UPS labels and tracking",
+        schedule=CronDataIntervalTimetable(settings.schedule, timezone=settings.timezone),
+        start_date=settings.start_date.replace(tzinfo=settings.start_date.tzinfo) if settings.start_date.tzinfo
+        else _utc(settings.start_date),
+        catchup=settings.catchup,
+        max_active_runs=1,
+        default_args=default_args,
+        doc_md=doc,
+        tags=sorted({"ml-connector", settings.erp, "ups", *settings.tags}),
+    )
+    options.update(dag_kwargs)
+    with DAG(**options) as dag:
+        extract = ExtractOrdersOperator(task_id="extract_orders", **common)
+
+        @task_group(group_id="process_order")
+        def process_order(lane):
+            validate = ValidateAddressOperator(task_id="validate_address", lane=lane, **common)
+            # all_done: in a batched lane, one order failing validation must not stop the others' labels;
+            # each operator only works the orders the ledger says are ready for it.
+            create = CreateShipmentOperator(task_id="create_shipment", lane=lane, trigger_rule="all_done",
+                                            **common)
+            writeback = WritebackOperator(task_id="writeback", lane=lane, trigger_rule="all_done", **common)
+            validate >> create >> writeback
+
+        lanes = process_order.expand(lane=extract.output)
+        poll = PollTrackingOperator(task_id="poll_tracking", trigger_rule="all_done", **common)
+        extract >> lanes >> poll
+    return dag
+
+
+def erp_ups_dag(dag_id: str, *, settings_file: str | Path | None = None, **overrides: Any) -> DAG:
+    """Load ``dag_id``'s settings from the pipelines file and build its DAG (what the files in ``dags/`` call)."""
+    return build_erp_ups_dag(dag_id, load_settings(dag_id, settings_file, overrides or None))
+
+
+def _utc(value):
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC)

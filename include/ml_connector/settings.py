@@ -1,0 +1,151 @@
+"""Pipeline settings: one validated record per DAG, read from ``include/pipelines.yaml`` at parse time.
+
+Parsing touches no network and no database. A wrong setting raises :class:`ConfigurationError` naming the file,
+the pipeline and the setting, so the DAG shows an import error that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ml_connector.carriers.ups.codes import SERVICE_CODES, build_ship_method_map
+from ml_connector.errors import ConfigurationError
+from ml_connector.models import Address
+
+SETTINGS_ENV = "ML_CONNECTOR_PIPELINES"
+DEFAULT_ERP_CONN_IDS = {"business_central": "business_central_default"}
+
+
+class PipelineSettings(BaseModel):
+    """Everything one ERP -> UPS pipeline can be told. Every field has a default except ``erp``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    erp: Literal["business_central"]
+    description: str | None = None
+    # connections
+    erp_conn_id: str | None = None
+    ups_conn_id: str = "ups_default"
+    ledger_conn_id: str = "ml_connector_ledger"
+    # schedule
+    schedule: str = "*/15 * * * *"
+    timezone: str = "UTC"
+    start_date: datetime = datetime(2026, 11, 1)
+    catchup: bool = False
+    overlap_minutes: int = Field(5, ge=0, le=24 * 60)
+    # shipping
+    ship_from: Address | None = None
+    ship_method_map: dict[str, str] = Field(default_factory=dict)
+    reference_fields: list[Literal["number", "customer_reference"]] = Field(
+        default_factory=lambda: ["number", "customer_reference"], min_length=1, max_length=2)
+    validate_addresses: bool = True
+    negotiated_rates: bool = True
+    default_weight_per_unit: Decimal | None = Field(None, gt=0)
+    item_weights: dict[str, Decimal] = Field(default_factory=dict)
+    weight_unit: Literal["LBS", "KGS"] = "LBS"
+    label_folder: str | None = None
+    # write-back and tracking
+    writeback: bool = True
+    shipping_agent_code: str = Field("UPS", max_length=10)
+    track: bool = True
+    # lanes and retries
+    max_lanes: int = Field(50, ge=1, le=1024)
+    lane_concurrency: int = Field(4, ge=1, le=32)
+    claim_ttl_seconds: int = Field(900, ge=30)
+    retries: int = Field(3, ge=0, le=20)
+    retry_delay_seconds: int = Field(30, ge=1)
+    max_retry_delay_seconds: int = Field(900, ge=1)
+    owner: str = "ml-connector"
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("ship_method_map")
+    @classmethod
+    def _known_service_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in SERVICE_CODES}
+        if bad:
+            raise ValueError(f"unknown UPS service code(s) {bad}; known codes: {', '.join(sorted(SERVICE_CODES))}")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from airflow.sdk import CronDataIntervalTimetable
+
+        try:
+            CronDataIntervalTimetable(value, timezone="UTC")
+        except Exception as exc:
+            raise ValueError(f"'{value}' is not a valid cron expression ({exc})") from None
+        return value
+
+    @field_validator("item_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = [k for k, v in value.items() if v <= 0]
+        if bad:
+            raise ValueError(f"weights must be > 0 (items {', '.join(bad)})")
+        return value
+
+    @model_validator(mode="after")
+    def _retry_delays(self) -> PipelineSettings:
+        if self.max_retry_delay_seconds < self.retry_delay_seconds:
+            raise ValueError("max_retry_delay_seconds must be >= retry_delay_seconds")
+        return self
+
+    @property
+    def erp_connection_id(self) -> str:
+        return self.erp_conn_id or DEFAULT_ERP_CONN_IDS[self.erp]
+
+    @property
+    def service_map(self) -> dict[str, str]:
+        """The default ship-method map with this pipeline's entries on top (keys compared case-insensitively)."""
+        return build_ship_method_map(self.ship_method_map)
+
+    def label_root(self) -> str:
+        if self.label_folder:
+            return self.label_folder
+        home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
+        return f"file://{home}/ml_connector_labels"
+
+
+def default_settings_file() -> Path:
+    """``$ML_CONNECTOR_PIPELINES``, else ``include/pipelines.yaml`` of the Astro project."""
+    env = os.environ.get(SETTINGS_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "pipelines.yaml"
+
+
+def load_settings(pipeline_id: str, path: str | Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> PipelineSettings:
+    """Read and validate one pipeline's settings.
+
+    :param pipeline_id: the top-level key in the file (also the DAG id).
+    :param path: the YAML file; default :func:`default_settings_file`.
+    :param overrides: values that win over the file (tests, programmatic DAGs).
+    :raises ConfigurationError: the file, the pipeline or a setting is wrong; the message names it.
+    """
+    path = Path(path) if path else default_settings_file()
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigurationError(f"pipeline settings file {path} does not exist (set {SETTINGS_ENV})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    raw = document.get(pipeline_id)
+    if raw is None:
+        raise ConfigurationError(f"{path}: no pipeline '{pipeline_id}' (found: {', '.join(document) or 'none'})")
+    values = {**raw, **(overrides or {})}
+    try:
+        return PipelineSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"setting '{'.'.join(str(p) for p in err['loc']) or '(pipeline)'}': {err['msg']}"
+            for err in exc.errors())
+        raise ConfigurationError(f"{path}: pipeline '{pipeline_id}': {problems}") from None
