@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ml_connector import http
-from ml_connector.erp.business_central import sales_orders_filter
+from ml_connector.erp.business_central import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
 from ml_connector.hooks.base import ConnectorHook
 from ml_connector.secrets import CachedSecret
@@ -25,6 +25,8 @@ DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
 ORDER_EXPAND = "salesOrderLines,shipmentMethod"
+#: BC keeps DateTime fields at SQL ``datetime`` precision (1/300 s): a value read back may differ by a few ms.
+DATETIME_TOLERANCE = timedelta(milliseconds=10)
 
 
 def parse_error(status: int, body: Any) -> ApiError:
@@ -41,6 +43,22 @@ def parse_error(status: int, body: Any) -> ApiError:
     if status == 412:
         return ConflictError(message, vendor="business_central", status=status, code=code)
     return api_error(message, vendor="business_central", status=status, code=code)
+
+
+def _same_value(field: str, current: Any, wanted: Any) -> bool:
+    """Whether the record already holds ``wanted`` (a replayed write-back must not PATCH again): DateTimes are
+    compared as instants, since BC answers ``...07.123Z`` for a ``...07.123456Z`` that was written."""
+    if current == wanted:
+        return True
+    if field != FIELD_DELIVERED_AT:
+        return False
+    try:
+        have, want = parse_datetime(current), parse_datetime(wanted)
+    except (TypeError, ValueError):
+        return False
+    if have is None or want is None:
+        return have is want
+    return abs(have - want) < DATETIME_TOLERANCE
 
 
 class BusinessCentralHook(ConnectorHook):
@@ -114,7 +132,8 @@ class BusinessCentralHook(ConnectorHook):
 
     def get_token(self, *, force: bool = False, rejected: str | None = None) -> str:
         client_id, _ = self.credentials()
-        key = f"business_central:token:{self.tenant_id}:{client_id}"
+        authority = str(self.extra("authority", DEFAULT_AUTHORITY)).rstrip("/")
+        key = f"business_central:token:{authority}:{self.tenant_id}:{client_id}"
 
         def refresh(_current: CachedSecret | None) -> tuple[str, float]:
             return self.fetch_token()
@@ -185,7 +204,7 @@ class BusinessCentralHook(ConnectorHook):
         re-read the record and try again, at most ``attempts`` times."""
         record = self.get_shipping_record(order_id)
         for attempt in range(1, attempts + 1):
-            if all(record.get(k) == v for k, v in changes.items()):
+            if all(_same_value(k, record.get(k), v) for k, v in changes.items()):
                 return record  # already written (a replayed write-back)
             try:
                 body, _ = self._call("PATCH", f"{self.writeback_url}({order_id})", json=changes,

@@ -11,7 +11,7 @@ knows which.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -123,7 +123,8 @@ class LaneOperator(PipelineOperator):
     """
 
     step: str = "lane"
-    template_fields = ()
+    # a template field, so that the process_order group's mapped argument is resolved per map index
+    template_fields = ("lane",)
 
     def __init__(self, *, lane: Lane, **kwargs: Any) -> None:
         kwargs.setdefault("map_index_template", "{{ lane_label }}")
@@ -147,25 +148,24 @@ class LaneOperator(PipelineOperator):
         report = LaneReport()
         actor = self.actor(context)
 
-        def work(row: ShipmentRow) -> tuple[ShipmentRow, Callable[[], None]]:
+        def work(row: ShipmentRow) -> tuple[str, Any]:
             try:
-                result = self.process(row, context)
-                return row, lambda: report.done.append(result)
+                return "done", self.process(row, context)
             except Skip as why:
-                return row, lambda: report.skipped.append(f"{row.order_number}: {why}")
+                return "skipped", f"{row.order_number}: {why}"
             except PermanentError as exc:
                 self.log.error("order %s: %s failed: %s", row.order_number, self.step, exc)
                 self._quarantine(row, exc, actor)
-                return row, lambda: report.failed.append((row.order_number, str(exc)))
+                return "failed", (row.order_number, str(exc))
             except RetryableError as exc:
                 self.log.warning("order %s: %s will be retried: %s", row.order_number, self.step, exc)
                 self.ledger.record_error(row.id, step=self.step, error=exc, actor=actor)
-                return row, lambda: report.retry.append((row.order_number, exc))
+                return "retry", (row.order_number, exc)
 
         workers = min(self.settings.lane_concurrency, max(1, len(rows)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.step) as pool:
-            for _row, record in pool.map(work, rows):
-                record()
+            for kind, payload in pool.map(work, rows):
+                getattr(report, kind).append(payload)
         return report
 
     def _quarantine(self, row: ShipmentRow, exc: PermanentError, actor: str) -> None:
