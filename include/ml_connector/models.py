@@ -98,13 +98,13 @@ class Order(_Record):
     customer_reference: str | None = None
 
 
-class AddressStatus(str, enum.Enum):
+class AddressStatus(enum.StrEnum):
     VALID = "valid"
     AMBIGUOUS = "ambiguous"
     NO_CANDIDATES = "no_candidates"
 
 
-class AddressClassification(str, enum.Enum):
+class AddressClassification(enum.StrEnum):
     UNCLASSIFIED = "unclassified"
     COMMERCIAL = "commercial"
     RESIDENTIAL = "residential"
@@ -165,7 +165,7 @@ class ShipmentResult(_Record):
         return self.negotiated_charges or self.total_charges
 
 
-class TrackingStatus(str, enum.Enum):
+class TrackingStatus(enum.StrEnum):
     LABEL_CREATED = "label_created"
     IN_TRANSIT = "in_transit"
     OUT_FOR_DELIVERY = "out_for_delivery"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from tests.conftest import ROOT, ups_connection
 
 BC_COMPANY = "4d56a68f-946e-47f8-9a1f-e90c39dc4d37"

@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import CronDataIntervalTimetable
+from tests.dags.conftest import (
+    PIPELINE,
+    bc_orders,
+    interval_end,
+    load_dag,
+    place_orders,
+    run_interval,
+    states,
+)
 
 from ml_connector.ledger import Ledger, ShipmentState
-from tests.dags.conftest import PIPELINE, bc_orders, interval_end, load_dag, place_orders, run_interval, states
 
 GOOD = ["S-ORD101001", "S-ORD101002", "S-ORD101003", "S-ORD101004", "S-ORD101005", "S-ORD101009", "S-ORD101010"]
 BROKEN = {

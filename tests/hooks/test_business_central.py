@@ -104,7 +104,7 @@ def test_cached_token_is_encrypted_in_the_ledger(hook, bc, sqlite_ledger):
     token = hook.get_token()
     with sqlite_ledger.read() as conn:
         rows = conn.execute(sa.select(schema.secrets.c.name, schema.secrets.c.ciphertext)).all()
-    assert [name for name, _ in rows] == [f"business_central:token:{SEED['tenant_id']}:{CLIENT_ID}"]
+    assert [name for name, _ in rows] == [f"business_central:token:{bc.url('business_central')}:{SEED['tenant_id']}:{CLIENT_ID}"]
     ciphertext = rows[0].ciphertext
     assert token and token not in ciphertext
     assert CLIENT_SECRET not in ciphertext

@@ -9,7 +9,16 @@ from decimal import Decimal
 import pytest
 
 from ml_connector.ledger import InvalidTransition, Ledger, ShipmentState
-from ml_connector.models import Address, Label, Money, Order, Package, ShipmentResult, TrackingEvent, TrackingStatus
+from ml_connector.models import (
+    Address,
+    Label,
+    Money,
+    Order,
+    Package,
+    ShipmentResult,
+    TrackingEvent,
+    TrackingStatus,
+)
 
 
 def make_order(number: str = "SO-1001", erp_id: str = "guid-1", modified: str = "2026-11-23T08:00:00Z") -> Order:

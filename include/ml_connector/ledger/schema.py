@@ -9,7 +9,7 @@ import sqlalchemy as sa
 metadata = sa.MetaData()
 
 
-class ShipmentState(str, enum.Enum):
+class ShipmentState(enum.StrEnum):
     """States of one ERP document in one pipeline (design.md, "Ledger")."""
 
     EXTRACTED = "extracted"
