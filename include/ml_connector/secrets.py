@@ -21,8 +21,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from ml_connector.errors import ConfigurationError
-from ml_connector.ledger import Ledger
-from ml_connector.ledger import schema
+from ml_connector.ledger import Ledger, schema
 
 KEYS_ENV = "ML_CONNECTOR_FERNET_KEYS"
 DEFAULT_REFRESH_MARGIN = 300.0  # refresh 5 minutes early: a 1-hour UPS token is used for 55 minutes

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import UPS_ACCOUNT, ups_connection
 
 from ml_connector import http
 from ml_connector.errors import AmbiguousRequestError, AuthenticationError, PermanentApiError
@@ -23,7 +24,6 @@ from ml_connector.models import (
     Package,
     TrackingStatus,
 )
-from tests.conftest import UPS_ACCOUNT, ups_connection
 
 FAST = http.RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05)
 SHIPPER = Address(name="CRONUS USA, Inc.", phone="5105550100", lines=["2100 Powell Street"], city="Emeryville",
