@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_HOME = Path(tempfile.mkdtemp(prefix="ml-connector-airflow-"))
-# Before anything imports Airflow: its settings are read at import time.
-os.environ.setdefault("AIRFLOW_HOME", str(_HOME))
+_HOME = Path(tempfile.mkdtemp(prefix=f"ml-connector-airflow-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"))
+# Before anything imports Airflow: its settings are read at import time. Every test process (each xdist worker)
+# gets its own Airflow home and metadata DB: tests reset that DB, so it must never be a user's or another
+# worker's.
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))

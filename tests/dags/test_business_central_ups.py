@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from airflow.sdk import CronDataIntervalTimetable
 from tests.dags.conftest import (
     PIPELINE,
@@ -18,6 +19,9 @@ from tests.dags.conftest import (
 from ml_connector.ledger import Ledger, ShipmentState
 
 GOOD = ["S-ORD101001", "S-ORD101002", "S-ORD101003", "S-ORD101004", "S-ORD101005", "S-ORD101009", "S-ORD101010"]
+# full DAG runs share one metadata DB per worker: keep them on one worker (make test uses --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("airflow_metadata_db")
+
 BROKEN = {
     "S-ORD101006": "no postal code",
     "S-ORD101007": "shipment method 'PIGEON' is not mapped to a UPS service",
