@@ -19,7 +19,6 @@ from ml_connector import http
 from ml_connector.erp.business_central import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
 from ml_connector.hooks.base import ConnectorHook
-from ml_connector.secrets import CachedSecret
 
 DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -73,11 +72,9 @@ class BusinessCentralHook(ConnectorHook):
     hook_name = "Dynamics 365 Business Central"
     vendor = "business_central"
 
-    def __init__(self, business_central_conn_id: str = default_conn_name, *, refresh_margin: float = 300.0,
-                 **kwargs: Any) -> None:
+    def __init__(self, business_central_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(business_central_conn_id, **kwargs)
         self.business_central_conn_id = business_central_conn_id
-        self.refresh_margin = refresh_margin
 
     # -- URLs --------------------------------------------------------------------------------------------
 
@@ -130,32 +127,19 @@ class BusinessCentralHook(ConnectorHook):
         http.mask(token)
         return token, time.time() + float(body.get("expires_in", 3599))
 
-    def get_token(self, *, force: bool = False, rejected: str | None = None) -> str:
+    @property
+    def token_cache_key(self) -> str:
         client_id, _ = self.credentials()
         authority = str(self.extra("authority", DEFAULT_AUTHORITY)).rstrip("/")
-        key = f"business_central:token:{authority}:{self.tenant_id}:{client_id}"
-
-        def refresh(_current: CachedSecret | None) -> tuple[str, float]:
-            return self.fetch_token()
-
-        token = self.secret_store.get_or_refresh(key, refresh, margin=self.refresh_margin, force=force,
-                                                 stale_value=rejected)
-        http.mask(token)
-        return token
+        return f"business_central:token:{authority}:{self.tenant_id}:{client_id}"
 
     def _call(self, method: str, url: str, *, json: Any = None, params: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204)) -> tuple[Any, Any]:
         """Authenticated call with one forced token refresh on 401; returns ``(body, response)``."""
-        token = self.get_token()
-        for attempt in (1, 2):
-            all_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})}
-            response = self.send(method, url, json=json, params=params, headers=all_headers,
-                                 # PATCH with If-Match is idempotent: the etag makes a repeat fail with 412
-                                 idempotent=method in ("GET", "PATCH"))
-            if response.status_code == 401 and attempt == 1:
-                token = self.get_token(force=True, rejected=token)
-                continue
-            break
+        response = self.send_authorized(method, url, json=json, params=params,
+                                        headers={"Accept": "application/json", **(headers or {})},
+                                        # PATCH with If-Match is idempotent: a repeat fails with 412
+                                        idempotent=method in ("GET", "PATCH"))
         body = http.json_or_text(response) if response.content else None
         if response.status_code not in ok:
             raise parse_error(response.status_code, body)

@@ -22,7 +22,6 @@ from ml_connector.carriers import ups as mapping
 from ml_connector.errors import AuthenticationError, ConfigurationError
 from ml_connector.hooks.base import ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
-from ml_connector.secrets import CachedSecret
 
 DEFAULT_HOST = "https://onlinetools.ups.com"
 TOKEN_PATH = "/security/v1/oauth/token"  # not under /api (ups.md §0)
@@ -48,11 +47,9 @@ class UpsHook(ConnectorHook):
     hook_name = "UPS (OAuth)"
     vendor = "ups"
 
-    def __init__(self, ups_conn_id: str = default_conn_name, *, refresh_margin: float = 300.0,
-                 **kwargs: Any) -> None:
+    def __init__(self, ups_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(ups_conn_id, **kwargs)
         self.ups_conn_id = ups_conn_id
-        self.refresh_margin = refresh_margin
 
     # -- settings from the connection --------------------------------------------------------------------
 
@@ -109,37 +106,13 @@ class UpsHook(ConnectorHook):
         http.mask(token)
         return token, _token_expiry(body)
 
-    def get_token(self, *, force: bool = False, rejected: str | None = None) -> str:
-        """A valid bearer token from the shared cache, fetching one only when it is missing or stale.
-
-        :param force: the cached token was refused (401): fetch a new one unless another worker already did.
-        :param rejected: the token that was refused.
-        """
-
-        def refresh(_current: CachedSecret | None) -> tuple[str, float]:
-            return self.fetch_token()
-
-        token = self.secret_store.get_or_refresh(self.token_cache_key, refresh, margin=self.refresh_margin,
-                                                 force=force, stale_value=rejected)
-        http.mask(token)
-        return token
-
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-              idempotent: bool | None = None, track_headers: bool = False) -> tuple[int, Any]:
+              idempotent: bool | None = None) -> tuple[int, Any]:
         """Send an authenticated API call; one forced token refresh on 401. Returns ``(status, body)``."""
-        url = f"{self.host}{path}"
-        token = self.get_token()
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            # transId/transactionSrc: required on Track, optional elsewhere (ups.md §0)
-            headers["transId"] = uuid.uuid4().hex
-            headers["transactionSrc"] = self.transaction_src
-            response = self.send(method, url, json=json, params=params, headers=headers, idempotent=idempotent)
-            if response.status_code == 401 and attempt == 1:
-                self.log.info("UPS answered 401: refreshing the token once")
-                token = self.get_token(force=True, rejected=token)
-                continue
-            break
+        # transId/transactionSrc: required on Track, optional elsewhere (ups.md §0)
+        headers = {"Accept": "application/json", "transId": uuid.uuid4().hex, "transactionSrc": self.transaction_src}
+        response = self.send_authorized(method, f"{self.host}{path}", json=json, params=params, headers=headers,
+                                        idempotent=idempotent)
         body = http.json_or_text(response)
         if response.status_code >= 400:
             raise mapping.parse_error(response.status_code, body)
