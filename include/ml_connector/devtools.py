@@ -7,6 +7,13 @@
   metadata database, so they show (and can be tested) in the UI.
 - ``python -m ml_connector.devtools report PIPELINE``: the demo table (orders seen, labels, written back,
   quarantined with reasons) from the ledger.
+- ``python -m ml_connector.devtools data-interval PIPELINE --at ISO``: the data interval ``airflow dags test
+  PIPELINE ISO`` will run (the last complete interval before ISO, from the pipeline's own timetable), printed
+  as ``START END``.
+- ``python -m ml_connector.devtools place-sandbox-orders --sandbox-ports FILE --into-interval-ending ISO``:
+  move the sandbox's seeded released orders (all but ``--keep``, default S-ORD101011, which stays 3 days old)
+  into the few minutes before ISO through the sandbox's ``touch`` control endpoint, so that one ``dags test``
+  of that interval sees them (the seed dates them 5-170 minutes before the sandbox started).
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import argparse
 import json
 import shlex
 import sys
+import textwrap
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +91,74 @@ def report(pipeline: str, ledger_url: str | None = None) -> str:
 
     ledger = Ledger(ledger_url) if ledger_url else Ledger.from_airflow()
     rows = ledger.list(pipeline)
-    lines = [f"{'order':<14} {'state':<14} {'tracking':<20} reason", "-" * 100]
+    lines = [f"{'order':<14} {'state':<14} {'tracking':<20} reason", "-" * 120]
+    indent = " " * 51
     for row in rows:
+        reason = row.error or ""
+        if reason.startswith(f"order {row.order_number}: "):  # the order is in the first column already
+            reason = reason[len(f"order {row.order_number}: "):]
+        wrapped = textwrap.wrap(reason, width=69, break_on_hyphens=False) or [""]
         lines.append(f"{row.order_number:<14} {row.state.value:<14} {(row.tracking_numbers or [''])[0]:<20} "
-                     f"{(row.error or '')[:160]}")
+                     f"{wrapped[0]}".rstrip())
+        lines += [indent + more for more in wrapped[1:]]
     states = Counter(r.state for r in rows)
     labelled = sum(1 for r in rows if r.state in LABELLED_STATES)
     written = sum(states[s] for s in (ShipmentState.WRITTEN_BACK, ShipmentState.IN_TRANSIT,
                                       ShipmentState.DELIVERED, ShipmentState.EXCEPTION))
-    lines += ["-" * 100,
+    lines += ["-" * 120,
               f"orders seen: {len(rows)}   labels created: {labelled}   written back: {written}   "
               f"quarantined: {states[ShipmentState.QUARANTINED]}"]
     return "\n".join(lines)
+
+
+#: the seeded order that stays where the seed put it (3 days old: only a backfill over that day finds it)
+KEEP_IN_PLACE = ("S-ORD101011",)
+#: Business Central API status of a released order (BC's own "Released" is "Open" in API v2.0)
+RELEASED = "Open"
+
+
+def _parse_instant(value: str) -> datetime:
+    from datetime import UTC
+
+    at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def data_interval(pipeline: str, at: str) -> tuple[datetime, datetime]:
+    """The data interval of ``airflow dags test PIPELINE AT`` (``infer_manual_data_interval`` of the DAG's
+    timetable: the last complete interval before ``at``)."""
+    import pendulum
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    from ml_connector.pipelines import erp_ups_dag
+
+    timetable = coerce_to_core_timetable(erp_ups_dag(pipeline).timetable)
+    interval = timetable.infer_manual_data_interval(run_after=pendulum.instance(_parse_instant(at)))
+    return interval.start, interval.end
+
+
+def place_sandbox_orders(bc_url: str, interval_end: datetime, *, keep: tuple[str, ...] = KEEP_IN_PLACE,
+                         spacing: timedelta = timedelta(seconds=10)) -> list[tuple[str, str]]:
+    """Touch the sandbox's released orders (except ``keep``) to just before ``interval_end``.
+
+    The newest seeded order lands one minute before the end, the others ``spacing`` apart in seed order, so
+    they all fall well inside a 15-minute interval. Uses only the sandbox's control endpoints.
+    """
+    import requests
+
+    bc_url = bc_url.rstrip("/")
+    response = requests.get(f"{bc_url}/_sandbox/business_central/orders", timeout=10)
+    response.raise_for_status()
+    numbers = sorted(o["number"] for o in response.json() if o.get("status") == RELEASED and o["number"] not in keep)
+    placed = []
+    for i, number in enumerate(numbers):
+        when = interval_end - timedelta(minutes=1) - spacing * i
+        touch = requests.post(f"{bc_url}/_sandbox/business_central/touch",
+                              json={"number": number, "modified_at": when.isoformat()}, timeout=10)
+        if touch.status_code != 200:
+            raise SystemExit(f"sandbox refused to touch {number}: {touch.status_code} {touch.text}")
+        placed.append((number, touch.json()["lastModifiedDateTime"]))
+    return placed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,9 +171,29 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report")
     rep.add_argument("pipeline")
     rep.add_argument("--ledger-url")
+    interval = sub.add_parser("data-interval", help="print START END of the interval `airflow dags test` runs")
+    interval.add_argument("pipeline")
+    interval.add_argument("--at", required=True, help="the logical date given to `airflow dags test` (ISO)")
+    place = sub.add_parser("place-sandbox-orders",
+                           help="move the sandbox's seeded released orders into the interval ending at ISO")
+    place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector.sandbox`")
+    place.add_argument("--into-interval-ending", required=True, metavar="ISO")
+    place.add_argument("--keep", nargs="*", default=list(KEEP_IN_PLACE),
+                       help=f"orders left where the seed put them (default: {' '.join(KEEP_IN_PLACE)})")
     args = parser.parse_args(argv)
     if args.command == "report":
         print(report(args.pipeline, args.ledger_url))
+        return 0
+    if args.command == "data-interval":
+        start, end = data_interval(args.pipeline, args.at)
+        print(start.isoformat(), end.isoformat())
+        return 0
+    if args.command == "place-sandbox-orders":
+        urls = json.loads(Path(args.sandbox_ports).read_text())
+        end = _parse_instant(args.into_interval_ending)
+        placed = place_sandbox_orders(urls["business_central"], end, keep=tuple(args.keep))
+        print(f"placed {len(placed)} released sandbox order(s) before {end.isoformat()} "
+              f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(args.keep) or 'none'}")
         return 0
     urls = json.loads(Path(args.sandbox_ports).read_text()) if args.sandbox_ports else None
     connections = read_connections(args.settings, sandbox_urls=urls)

@@ -32,6 +32,9 @@ RETRY_POLICY = ExceptionRetryPolicy(rules=[
               reason="transient API error (rate limit, 5xx, timeout): retrying with backoff"),
     RetryRule(exception="ml_connector.errors.PermanentError", action=RetryAction.FAIL,
               reason="bad data or configuration: retrying cannot help; fix it and clear the task"),
+    # programming errors never heal on retry: fail at once instead of waiting out the backoff
+    RetryRule(exception=[TypeError, AttributeError, NameError], action=RetryAction.FAIL,
+              reason="a bug in the pipeline code: retrying cannot help"),
 ])
 
 Lane = dict[str, Any]  # {"label": "SO-1001", "orders": [[ledger_id, "SO-1001"], ...]}
