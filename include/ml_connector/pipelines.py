@@ -11,6 +11,7 @@ Building a DAG touches no network and no database (it only validates settings), 
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,7 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
         dag_id=dag_id,
         description=settings.description or f"{ERP_NAMES.get(settings.erp, settings.erp)} -> UPS labels and tracking",
         schedule=CronDataIntervalTimetable(settings.schedule, timezone=settings.timezone),
-        start_date=settings.start_date.replace(tzinfo=settings.start_date.tzinfo) if settings.start_date.tzinfo
-        else _utc(settings.start_date),
+        start_date=settings.start_date if settings.start_date.tzinfo else settings.start_date.replace(tzinfo=UTC),
         catchup=settings.catchup,
         max_active_runs=1,
         default_args=default_args,
@@ -95,9 +95,3 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
 def erp_ups_dag(dag_id: str, *, settings_file: str | Path | None = None, **overrides: Any) -> DAG:
     """Load ``dag_id``'s settings from the pipelines file and build its DAG (what the files in ``dags/`` call)."""
     return build_erp_ups_dag(dag_id, load_settings(dag_id, settings_file, overrides or None))
-
-
-def _utc(value):
-    from datetime import UTC
-
-    return value.replace(tzinfo=UTC)
