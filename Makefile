@@ -9,11 +9,11 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: install test test-slow lint run demo bench clean
 
-$(STAMP): pyproject.toml constraints.txt requirements.txt
+$(STAMP): pyproject.toml sandbox/pyproject.toml constraints.txt requirements.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11) on PATH"; exit 2; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev]' -e ./sandbox
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +25,7 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check include dags plugins tests bench
+	$(BIN)/ruff check include sandbox dags plugins tests bench
 
 run: $(STAMP)
 	bash scripts/run.sh

@@ -19,10 +19,10 @@ os.environ.setdefault("ML_CONNECTOR_FERNET_KEYS", "lX5C3uTj1gQq2tqQnG3Yd5wq0J0nK
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ml-connector-bench-"))
 
 from ml_connector import http  # noqa: E402
-from ml_connector.hooks.ups import UpsHook  # noqa: E402
+from ml_connector.carriers.ups.hook import UpsHook  # noqa: E402
 from ml_connector.ledger import Ledger, ShipmentState  # noqa: E402
 from ml_connector.models import Address, Order, Package  # noqa: E402
-from ml_connector.sandbox.testing import SandboxServer  # noqa: E402
+from ml_connector_sandbox.testing import SandboxServer  # noqa: E402
 
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 SHIPPER = Address(name="CRONUS USA, Inc.", phone="5105550100", lines=["2100 Powell Street"], city="Emeryville",

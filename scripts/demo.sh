@@ -18,7 +18,7 @@ echo "sandbox APIs: $(tr -d '\n ' < "$AIRFLOW_HOME/sandbox-ports.json")"
 
 airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
 pin_airflow_cfg
-eval "$(python -m ml_connector.devtools connections-env airflow_settings.yaml \
+eval "$(python -m ml_connector_sandbox.devtools connections-env airflow_settings.yaml \
   --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json")"
 AIRFLOW_CONN_ML_CONNECTOR_LEDGER="$(python -c 'import json, sys; print(json.dumps({"conn_type": "sqlite", "host": sys.argv[1]}))' "$LEDGER")"
 export AIRFLOW_CONN_ML_CONNECTOR_LEDGER
@@ -27,10 +27,10 @@ export AIRFLOW_CONN_ML_CONNECTOR_LEDGER
 # while the sandbox seeds its orders 5-170 minutes before it started. Move the seeded released orders (all
 # but S-ORD101011, which stays 3 days old) into that interval through the sandbox's control endpoint.
 RUN_AT="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
-INTERVAL="$(python -m ml_connector.devtools data-interval "$PIPELINE" --at "$RUN_AT")" \
+INTERVAL="$(python -m ml_connector_sandbox.devtools data-interval "$PIPELINE" --at "$RUN_AT")" \
   || { echo "could not compute the data interval of $PIPELINE at $RUN_AT"; exit 1; }
 read -r START END <<< "$INTERVAL"
-python -m ml_connector.devtools place-sandbox-orders --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json" \
+python -m ml_connector_sandbox.devtools place-sandbox-orders --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json" \
   --into-interval-ending "$END"
 
 echo "airflow dags test $PIPELINE $RUN_AT  (data interval $START .. $END; log: $AIRFLOW_HOME/dags-test.log)"
@@ -45,4 +45,4 @@ else
   [ "$rc" = 124 ] && echo "(it hit DEMO_TIMEOUT=${DEMO_TIMEOUT:-900}s: a task was waiting out its retry delay)"
 fi
 echo
-python -m ml_connector.devtools report "$PIPELINE"
+python -m ml_connector_sandbox.devtools report "$PIPELINE"

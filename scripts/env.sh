@@ -76,7 +76,7 @@ PY
 start_sandbox() {
   local portfile="$1"; shift
   rm -f "$portfile"
-  python -m ml_connector.sandbox --host 127.0.0.1 --port-file "$portfile" "$@" > "$AIRFLOW_HOME/sandbox.log" 2>&1 &
+  python -m ml_connector_sandbox --host 127.0.0.1 --port-file "$portfile" "$@" > "$AIRFLOW_HOME/sandbox.log" 2>&1 &
   SANDBOX_PID=$!
   for _ in $(seq 1 100); do
     [ -s "$portfile" ] && return 0

@@ -40,7 +40,7 @@ echo "sandbox APIs: $(tr -d '\n ' < "$AIRFLOW_HOME/sandbox-ports.json")"
 
 airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
 pin_airflow_cfg
-python -m ml_connector.devtools import-connections airflow_settings.yaml \
+python -m ml_connector_sandbox.devtools import-connections airflow_settings.yaml \
   --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json"
 
 start_group airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1
@@ -70,7 +70,7 @@ cat <<MSG
   login:       admin / $PASSWORD
   DAG:         business_central_ups ($([ -n "$UNPAUSED" ] && echo unpaused || echo PAUSED); runs every 15 minutes against the sandbox)
   sandbox:     UPS http://127.0.0.1:$UPS_PORT, Business Central http://127.0.0.1:$BC_PORT
-  ledger:      .venv/bin/python -m ml_connector.devtools report business_central_ups --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
+  ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report business_central_ups --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
   logs:        $AIRFLOW_HOME/standalone.log
   Ctrl-C stops Airflow and the sandbox.
 

@@ -100,8 +100,8 @@ def ledger(ledger_url):
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """UPS and Business Central sandboxes served by one ``python -m ml_connector.sandbox`` process."""
-    from ml_connector.sandbox.testing import SandboxServer
+    """UPS and Business Central sandboxes served by one ``python -m ml_connector_sandbox`` process."""
+    from ml_connector_sandbox.testing import SandboxServer
 
     with SandboxServer(["ups", "business_central"]) as server:
         yield server

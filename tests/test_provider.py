@@ -15,14 +15,14 @@ import jsonschema
 import pytest
 from tests.conftest import UPS_ACCOUNT, ups_connection
 
-from ml_connector.hooks.ups import UpsHook
+from ml_connector.carriers.ups.hook import UpsHook
 from ml_connector.provider import get_provider_info
 
 AIRFLOW_DIR = Path(airflow.__file__).resolve().parent
 PACKAGE = "ml-connector"
 OUR_HOOKS = {
-    "ups": "ml_connector.hooks.ups.UpsHook",
-    "business_central": "ml_connector.hooks.business_central.BusinessCentralHook",
+    "ups": "ml_connector.carriers.ups.hook.UpsHook",
+    "business_central": "ml_connector.erp.business_central.hook.BusinessCentralHook",
 }
 
 

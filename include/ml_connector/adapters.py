@@ -55,21 +55,21 @@ class ErpAdapter(abc.ABC):
 
 
 class BusinessCentralAdapter(ErpAdapter):
-    """Business Central API v2.0 through :class:`~ml_connector.hooks.business_central.BusinessCentralHook`."""
+    """Business Central API v2.0 through :class:`~ml_connector.erp.business_central.hook.BusinessCentralHook`."""
 
     erp = "business_central"
 
     def __init__(self, settings: PipelineSettings, hook: Any | None = None) -> None:
         super().__init__(settings)
         if hook is None:
-            from ml_connector.hooks.business_central import BusinessCentralHook
+            from ml_connector.erp.business_central.hook import BusinessCentralHook
 
             hook = BusinessCentralHook(settings.erp_connection_id)
         self.hook = hook
         self._company_information: dict[str, Any] | None = None
 
     def extract(self, start: datetime, end: datetime) -> Iterator[Order | ExtractFailure]:
-        from ml_connector.erp import business_central as bc
+        from ml_connector.erp.business_central import mapping as bc
 
         # BC US companies often leave the country blank on domestic addresses: it means the company's own
         default_country = (self.company_information().get("country") or None) if self.settings.ship_from is None \
@@ -93,7 +93,7 @@ class BusinessCentralAdapter(ErpAdapter):
         return self._company_information
 
     def ship_from(self) -> Address:
-        from ml_connector.erp import business_central as bc
+        from ml_connector.erp.business_central import mapping as bc
 
         if self.settings.ship_from is not None:
             return self.settings.ship_from
@@ -103,7 +103,7 @@ class BusinessCentralAdapter(ErpAdapter):
             raise ConfigurationError(str(exc)) from None
 
     def write_tracking(self, order: Order, tracking_numbers: list[str], service_code: str | None) -> None:
-        from ml_connector.erp import business_central as bc
+        from ml_connector.erp.business_central import mapping as bc
 
         # The Shipping Agent Service code is a BC table key the customer defines; leave it to them.
         patch = bc.tracking_patch(tracking_numbers[0], shipping_agent_code=self.settings.shipping_agent_code,
@@ -111,7 +111,7 @@ class BusinessCentralAdapter(ErpAdapter):
         self.hook.update_shipping_record(order.erp_id, patch)
 
     def write_status(self, order: Order, tracking: TrackingResult) -> None:
-        from ml_connector.erp import business_central as bc
+        from ml_connector.erp.business_central import mapping as bc
 
         last = tracking.events[0].description if tracking.events else None
         patch = bc.tracking_patch(tracking.tracking_number, shipping_agent_code=None, service_code=None,

@@ -24,7 +24,7 @@ def _field(label: str, description: str, *, type_: str = "string", default: Any 
 
 UPS_CONNECTION = {
     "connection-type": "ups",
-    "hook-class-name": "ml_connector.hooks.ups.UpsHook",
+    "hook-class-name": "ml_connector.carriers.ups.hook.UpsHook",
     "hook-name": "UPS (OAuth)",
     "ui-field-behaviour": {
         "hidden-fields": ["schema", "port"],
@@ -55,7 +55,7 @@ UPS_CONNECTION = {
 
 BUSINESS_CENTRAL_CONNECTION = {
     "connection-type": "business_central",
-    "hook-class-name": "ml_connector.hooks.business_central.BusinessCentralHook",
+    "hook-class-name": "ml_connector.erp.business_central.hook.BusinessCentralHook",
     "hook-name": "Dynamics 365 Business Central",
     "ui-field-behaviour": {
         "hidden-fields": ["schema", "port"],

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from ml_connector.erp import business_central as bc
-from ml_connector.sandbox.testing import SandboxServer
+from ml_connector.erp.business_central import mapping as bc
+from ml_connector_sandbox.testing import SandboxServer
 
 VENDOR = "business_central"
 TENANT = "sandbox-tenant"

@@ -105,7 +105,7 @@ class PipelineOperator(BaseOperator):
         return f"{context['run_id']}/{ti.task_id}[{ti.map_index}]#{ti.try_number}"
 
     def ups_hook(self):
-        from ml_connector.hooks.ups import UpsHook
+        from ml_connector.carriers.ups.hook import UpsHook
 
         return UpsHook(self.settings.ups_conn_id, ledger=self.ledger)
 

@@ -1,9 +1,9 @@
 """Business Central (API v2.0) field mapping: salesOrder JSON -> :class:`Order`, tracking -> write-back body.
 
-Pure functions only; :mod:`ml_connector.hooks.business_central` does the HTTP. Field names follow the v2.0
+Pure functions only; :mod:`ml_connector.erp.business_central.hook` does the HTTP. Field names follow the v2.0
 pages in microsoft/ALAppExtensions (``APIV2SalesOrders.Page.al``, ``APIV2SalesOrderLines.Page.al``) as
 summarised in ``api-notes/erp-and-shipstation.md`` section 1; the write-back fields are those of the custom
-API page in ``ml_connector/erp/al`` (``MLShipmentTracking.Page.al``), which is the only way to write a
+API page in ``ml_connector/erp/business_central/al`` (``MLShipmentTracking.Page.al``), which is the only way to write a
 tracking number back: API v2.0 exposes no shipping agent or package tracking field.
 
 Weight rule (API v2.0 items carry no weight, so the ERP cannot supply one):
@@ -28,7 +28,7 @@ from ml_connector.models import Address, Order, OrderLine, Package, TrackingStat
 
 ERP_NAME = "business_central"
 
-# The custom API page (ml_connector/erp/al) lives at /api/{publisher}/{group}/{version}/companies({id})/{set}.
+# The custom API page (ml_connector/erp/business_central/al) lives at /api/{publisher}/{group}/{version}/companies({id})/{set}.
 # These are the defaults of the connection extras writeback_api_publisher/group/version.
 WRITEBACK_API_PUBLISHER = "mlconnector"
 WRITEBACK_API_GROUP = "shipping"

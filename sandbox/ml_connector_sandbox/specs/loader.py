@@ -1,6 +1,6 @@
 """Load the vendored vendor OpenAPI specs and validate JSON documents against them.
 
-The files under ``ml_connector/specs/<vendor>/`` are byte-identical copies of the vendors' own
+The files under ``ml_connector_sandbox/specs/<vendor>/`` are byte-identical copies of the vendors' own
 specs (see each folder's ``SOURCE.md``). Some of them do not parse with strict YAML parsers, so
 the fixes are applied to the text at load time and the copies stay untouched.
 """
@@ -42,7 +42,7 @@ TEXT_FIXES: dict[tuple[str, str], tuple[Callable[[str], str], ...]] = {
 def spec_path(vendor: str, filename: str) -> Path:
     """Return the path of a vendored spec file, refusing names that would leave the specs folder.
 
-    :param vendor: folder under ``ml_connector/specs`` (``"ups"``, ``"business-central"`` ...).
+    :param vendor: folder under ``ml_connector_sandbox/specs`` (``"ups"``, ``"business-central"`` ...).
     :param filename: file name inside that folder.
     """
     for part in (vendor, filename):
@@ -73,7 +73,7 @@ def load_spec(vendor: str, filename: str) -> dict[str, Any]:
     ignores ``maximum`` on non-numbers, so those are deliberately left as they are (not turned into
     ``maxItems``): the real API does not reject on them in any documented way.
 
-    :param vendor: folder under ``ml_connector/specs``.
+    :param vendor: folder under ``ml_connector_sandbox/specs``.
     :param filename: the YAML file name, e.g. ``"Shipping.yaml"``.
     :return: the parsed document. Shared between callers: never mutate it.
     """

@@ -34,11 +34,11 @@ from ml_connector.models import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# The package will vendor the specs under ml_connector/specs/ups; until then read the shared copy.
+# The package will vendor the specs under ml_connector_sandbox/specs/ups; until then read the shared copy.
 SPEC_DIRS = [Path(p) / "specs" / "ups" for p in ml_connector.__path__] + [Path("/work/shared/specs/ups")]
 
 
-# --- spec validation helper (to be replaced by ml_connector.specs.loader.SpecValidator) -------------------
+# --- spec validation helper (to be replaced by ml_connector_sandbox.specs.loader.SpecValidator) -------------------
 
 @functools.cache
 def _spec(name: str) -> dict[str, Any]:

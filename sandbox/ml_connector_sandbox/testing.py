@@ -24,14 +24,14 @@ from typing import Any
 
 import requests
 
-import ml_connector.sandbox as sandbox_package
+import ml_connector_sandbox as sandbox_package
 
-#: The folder that holds the ``ml_connector`` package (``include/``), for the child's PYTHONPATH.
-_PACKAGE_ROOT = Path(sandbox_package.__file__).resolve().parents[2]
+#: The folder that holds the ``ml_connector_sandbox`` package (``sandbox/``), for the child's PYTHONPATH.
+_PACKAGE_ROOT = Path(sandbox_package.__file__).resolve().parents[1]
 
 
 class SandboxServer:
-    """``python -m ml_connector.sandbox`` as a context manager: start, wait until it answers, stop by PID.
+    """``python -m ml_connector_sandbox`` as a context manager: start, wait until it answers, stop by PID.
 
     :param vendors: vendors to serve (default ``["ups"]``).
     :param host: loopback interface.
@@ -76,7 +76,7 @@ class SandboxServer:
         port_file = self._workdir / "ports.json"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "ml_connector.sandbox", "--vendors", ",".join(self.vendors),
+        command = [sys.executable, "-m", "ml_connector_sandbox", "--vendors", ",".join(self.vendors),
                    "--host", self.host, "--port-file", str(port_file)]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)

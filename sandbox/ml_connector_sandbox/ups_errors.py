@@ -9,7 +9,7 @@ where UPS documents none. Clients should branch on the HTTP status, not on sandb
 
 from __future__ import annotations
 
-from ml_connector.sandbox.common import VendorError
+from ml_connector_sandbox.common import VendorError
 
 # -- OAuth ---------------------------------------------------------------------------------------
 #: observed (karrioapi/karrio#503): 401 from /security/v1/oauth/token for a bad client id/secret.

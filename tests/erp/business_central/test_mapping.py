@@ -1,4 +1,4 @@
-"""Business Central mapping (``ml_connector.erp.business_central``): pure functions, no HTTP.
+"""Business Central mapping (``ml_connector.erp.business_central.mapping``): pure functions, no HTTP.
 
 Sales orders come in two forms: the sandbox seed rendered by the sandbox's own v2.0 builder (so the
 mapping is tested against the exact shapes the sandbox serves), and small hand-written documents for
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ml_connector.erp import business_central as bc
+from ml_connector.erp.business_central import mapping as bc
 from ml_connector.errors import MissingWeight, RecordError
 from ml_connector.models import TrackingStatus
-from ml_connector.sandbox.business_central import (
+from ml_connector_sandbox.business_central import (
     SALES_ORDER_FILTER_FIELDS,
     BusinessCentralState,
     EntityBuilder,
@@ -436,6 +436,6 @@ def test_write_back_names_match_the_al_page_and_the_sandbox():
     for prop, value in (("APIPublisher", bc.WRITEBACK_API_PUBLISHER), ("APIGroup", bc.WRITEBACK_API_GROUP),
                         ("APIVersion", bc.WRITEBACK_API_VERSION), ("EntitySetName", bc.WRITEBACK_ENTITY_SET)):
         assert f"{prop} = '{value}';" in page
-    from ml_connector.sandbox import business_central as sandbox
+    from ml_connector_sandbox import business_central as sandbox
     assert set(body) == set(sandbox._WRITABLE)
     assert sandbox.WRITEBACK_ROUTE == (bc.WRITEBACK_API_PUBLISHER, bc.WRITEBACK_API_GROUP, bc.WRITEBACK_API_VERSION)

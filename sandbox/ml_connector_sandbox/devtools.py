@@ -1,16 +1,16 @@
 """Local-development helpers used by ``make run`` and ``make demo`` (not needed in production).
 
-- ``python -m ml_connector.devtools connections-env airflow_settings.yaml``: print ``export AIRFLOW_CONN_*``
+- ``python -m ml_connector_sandbox.devtools connections-env airflow_settings.yaml``: print ``export AIRFLOW_CONN_*``
   lines for the connections of an Astro ``airflow_settings.yaml`` (optionally re-pointing hosts at a running
   sandbox with ``--sandbox-ports FILE``).
-- ``python -m ml_connector.devtools import-connections airflow_settings.yaml``: upsert them into the Airflow
+- ``python -m ml_connector_sandbox.devtools import-connections airflow_settings.yaml``: upsert them into the Airflow
   metadata database, so they show (and can be tested) in the UI.
-- ``python -m ml_connector.devtools report PIPELINE``: the demo table (orders seen, labels, written back,
+- ``python -m ml_connector_sandbox.devtools report PIPELINE``: the demo table (orders seen, labels, written back,
   quarantined with reasons) from the ledger.
-- ``python -m ml_connector.devtools data-interval PIPELINE --at ISO``: the data interval ``airflow dags test
+- ``python -m ml_connector_sandbox.devtools data-interval PIPELINE --at ISO``: the data interval ``airflow dags test
   PIPELINE ISO`` will run (the last complete interval before ISO, from the pipeline's own timetable), printed
   as ``START END``.
-- ``python -m ml_connector.devtools place-sandbox-orders --sandbox-ports FILE --into-interval-ending ISO``:
+- ``python -m ml_connector_sandbox.devtools place-sandbox-orders --sandbox-ports FILE --into-interval-ending ISO``:
   move the sandbox's seeded released orders (all but ``--keep``, default S-ORD101011, which stays 3 days old)
   into the few minutes before ISO through the sandbox's ``touch`` control endpoint, so that one ``dags test``
   of that interval sees them (the seed dates them 5-170 minutes before the sandbox started).
@@ -162,12 +162,12 @@ def place_sandbox_orders(bc_url: str, interval_end: datetime, *, keep: tuple[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml_connector.devtools")
+    parser = argparse.ArgumentParser(prog="python -m ml_connector_sandbox.devtools")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("connections-env", "import-connections"):
         cmd = sub.add_parser(name)
         cmd.add_argument("settings", help="an Astro airflow_settings.yaml")
-        cmd.add_argument("--sandbox-ports", help="port file written by `python -m ml_connector.sandbox`")
+        cmd.add_argument("--sandbox-ports", help="port file written by `python -m ml_connector_sandbox`")
     rep = sub.add_parser("report")
     rep.add_argument("pipeline")
     rep.add_argument("--ledger-url")
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     interval.add_argument("--at", required=True, help="the logical date given to `airflow dags test` (ISO)")
     place = sub.add_parser("place-sandbox-orders",
                            help="move the sandbox's seeded released orders into the interval ending at ISO")
-    place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector.sandbox`")
+    place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector_sandbox`")
     place.add_argument("--into-interval-ending", required=True, metavar="ISO")
     place.add_argument("--keep", nargs="*", default=list(KEEP_IN_PLACE),
                        help=f"orders left where the seed put them (default: {' '.join(KEEP_IN_PLACE)})")

@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from ml_connector import http
-from ml_connector.erp.business_central import tracking_patch
+from ml_connector.erp.business_central.mapping import tracking_patch
 from ml_connector.errors import AuthenticationError, ConflictError, RetryableApiError
-from ml_connector.hooks.business_central import BusinessCentralHook
+from ml_connector.erp.business_central.hook import BusinessCentralHook
 from ml_connector.ledger import schema
-from ml_connector.sandbox.business_central import SEED_PATH
+from ml_connector_sandbox.business_central import SEED_PATH
 
 VENDOR = "business_central"
 SEED = json.loads(SEED_PATH.read_text())

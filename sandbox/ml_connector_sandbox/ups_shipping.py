@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ml_connector.sandbox.ups_errors import (
+from ml_connector_sandbox.ups_errors import (
     BILL_SHIPPER_MISMATCH,
     PACKAGE_REFERENCE_NOT_ALLOWED,
     SCHEMA_INVALID,
@@ -21,7 +21,7 @@ from ml_connector.sandbox.ups_errors import (
     ups_error,
     ups_error_from,
 )
-from ml_connector.sandbox.ups_state import StoredPackage, StoredShipment, TrackEvent, UpsState
+from ml_connector_sandbox.ups_state import StoredPackage, StoredShipment, TrackEvent, UpsState
 
 #: Service codes and names, from Shipping.yaml #/components/schemas/Shipment_Service/properties/Code.
 SERVICES: dict[str, str] = {

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import uvicorn
 
-from ml_connector.sandbox import VENDOR_APPS, available_vendors, load_app_factory
+from ml_connector_sandbox import VENDOR_APPS, available_vendors, load_app_factory
 
-log = logging.getLogger("ml_connector.sandbox")
+log = logging.getLogger("ml_connector_sandbox")
 
 #: How long a server may take to start listening.
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -99,7 +99,7 @@ async def serve_vendors(vendors: Sequence[str], *, host: str = "127.0.0.1", port
                         port_file: Path | None = None, log_level: str = "warning") -> None:
     """Run the apps of ``vendors`` until SIGTERM/SIGINT.
 
-    :param vendors: registered vendor names (see :data:`ml_connector.sandbox.VENDOR_APPS`).
+    :param vendors: registered vendor names (see :data:`ml_connector_sandbox.VENDOR_APPS`).
     :param host: interface to bind (loopback by default: the sandbox has no authentication of its own).
     :param ports: fixed ports per vendor; others get a free port.
     :param port_file: where to write ``{"vendor": "http://host:port"}`` once all are listening.
@@ -157,8 +157,8 @@ def _port_map(values: Sequence[str] | None) -> dict[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line options of ``python -m ml_connector.sandbox``."""
-    parser = argparse.ArgumentParser(prog="python -m ml_connector.sandbox", description=__doc__.splitlines()[0])
+    """Command-line options of ``python -m ml_connector_sandbox``."""
+    parser = argparse.ArgumentParser(prog="python -m ml_connector_sandbox", description=__doc__.splitlines()[0])
     parser.add_argument("--vendors", nargs="*", help="vendors to serve (default: every registered vendor "
                         f"whose module imports); registered: {', '.join(VENDOR_APPS)}")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m ml_connector.sandbox``; returns the exit code."""
+    """Entry point of ``python -m ml_connector_sandbox``; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     vendors = _vendor_list(args.vendors)

@@ -9,7 +9,7 @@ request at it):
   ``$select``, ``$top``, ``$skip``, ``$count`` and server-driven paging), ``salesOrderLines``,
   ``shipmentMethods``, ``items``. The tenant segment may be left out, as in BC.
 * ``/v2.0/{tenant}/{environment}/api/mlconnector/shipping/v1.0/companies({id})/salesOrderShipping`` -
-  the custom API page of ``ml_connector/erp/al`` (GET, PATCH with ``If-Match``).
+  the custom API page of ``ml_connector/erp/business_central/al`` (GET, PATCH with ``If-Match``).
 
 Shapes follow ``api-notes/erp-and-shipstation.md`` section 1 (v2.0 page sources). Error bodies use BC's
 OData shape ``{"error": {"code", "message"}}``; codes marked *observed* come from cited public reports,
@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from ml_connector.sandbox.common import CONTROL_PREFIX, SandboxState, VendorError, install_sandbox
+from ml_connector_sandbox.common import CONTROL_PREFIX, SandboxState, VendorError, install_sandbox
 
 VENDOR = "business_central"
 SEED_PATH = Path(__file__).parent / "seed" / "business_central_orders.json"

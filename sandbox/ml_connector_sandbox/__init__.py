@@ -1,8 +1,8 @@
 """Spec-faithful local fakes of the vendor APIs, for the demo and the end-to-end tests.
 
-``python -m ml_connector.sandbox`` serves every registered vendor app on loopback, each on its own
-port, in one process (see :mod:`ml_connector.sandbox.server`). Tests use
-:class:`ml_connector.sandbox.testing.SandboxServer`.
+``python -m ml_connector_sandbox`` serves every registered vendor app on loopback, each on its own
+port, in one process (see :mod:`ml_connector_sandbox.server`). Tests use
+:class:`ml_connector_sandbox.testing.SandboxServer`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 #: vendor name -> "module:factory". Factories take an optional state and return a FastAPI app.
 #: Modules are imported lazily, so a vendor whose module is missing does not break the others.
 VENDOR_APPS: dict[str, str] = {
-    "ups": "ml_connector.sandbox.ups:create_app",
-    "business_central": "ml_connector.sandbox.business_central:create_app",
+    "ups": "ml_connector_sandbox.ups:create_app",
+    "business_central": "ml_connector_sandbox.business_central:create_app",
 }
 
 

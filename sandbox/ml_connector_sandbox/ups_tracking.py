@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from ml_connector.sandbox.ups_errors import TRACKING_NOT_FOUND
-from ml_connector.sandbox.ups_shipping import SERVICES, TINY_GIF
-from ml_connector.sandbox.ups_state import StoredPackage, StoredShipment, TrackEvent, UpsState
+from ml_connector_sandbox.ups_errors import TRACKING_NOT_FOUND
+from ml_connector_sandbox.ups_shipping import SERVICES, TINY_GIF
+from ml_connector_sandbox.ups_state import StoredPackage, StoredShipment, TrackEvent, UpsState
 
 #: Activity times are given in US Eastern standard time, like most CIE answers.
 LOCAL_OFFSET = timezone(timedelta(hours=-5))

@@ -28,11 +28,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ml_connector.sandbox import ups_errors as codes
-from ml_connector.sandbox.common import DropConnection, VendorError, install_sandbox
-from ml_connector.sandbox.ups_address import xav_response
-from ml_connector.sandbox.ups_errors import error_body, ups_error, ups_error_from
-from ml_connector.sandbox.ups_shipping import (
+from ml_connector_sandbox import ups_errors as codes
+from ml_connector_sandbox.common import DropConnection, VendorError, install_sandbox
+from ml_connector_sandbox.ups_address import xav_response
+from ml_connector_sandbox.ups_errors import error_body, ups_error, ups_error_from
+from ml_connector_sandbox.ups_shipping import (
     SHIP_VERSIONS,
     VOID_VERSIONS,
     build_shipment,
@@ -40,8 +40,8 @@ from ml_connector.sandbox.ups_shipping import (
     ship_response,
     void_shipment,
 )
-from ml_connector.sandbox.ups_state import UpsState
-from ml_connector.sandbox.ups_tracking import (
+from ml_connector_sandbox.ups_state import UpsState
+from ml_connector_sandbox.ups_tracking import (
     ADVANCE_STATUSES,
     STAGES,
     advance,
@@ -50,7 +50,7 @@ from ml_connector.sandbox.ups_tracking import (
     shipment_answer,
     stage_index,
 )
-from ml_connector.specs.loader import SpecValidator, spec_validator
+from ml_connector_sandbox.specs.loader import SpecValidator, spec_validator
 
 OAUTH_PATH = "/security/v1/oauth/token"
 FORM = "application/x-www-form-urlencoded"

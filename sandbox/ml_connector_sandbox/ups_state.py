@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from ml_connector.sandbox.common import SandboxState, VendorError
-from ml_connector.sandbox.ups_errors import TOO_MANY_REQUESTS, ups_error_from
+from ml_connector_sandbox.common import SandboxState, VendorError
+from ml_connector_sandbox.ups_errors import TOO_MANY_REQUESTS, ups_error_from
 
 
 @dataclass

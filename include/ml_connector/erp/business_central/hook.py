@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ml_connector import http
-from ml_connector.erp.business_central import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
+from ml_connector.erp.business_central.mapping import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
 from ml_connector.hooks.base import ConnectorHook
 
