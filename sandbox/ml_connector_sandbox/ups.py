@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_connector_sandbox import ups_errors as codes
 from ml_connector_sandbox.common import DropConnection, VendorError, install_sandbox
+from ml_connector_sandbox.specs.loader import SpecValidator, spec_validator
 from ml_connector_sandbox.ups_address import xav_response
 from ml_connector_sandbox.ups_errors import error_body, ups_error, ups_error_from
 from ml_connector_sandbox.ups_shipping import (
@@ -50,7 +51,6 @@ from ml_connector_sandbox.ups_tracking import (
     shipment_answer,
     stage_index,
 )
-from ml_connector_sandbox.specs.loader import SpecValidator, spec_validator
 
 OAUTH_PATH = "/security/v1/oauth/token"
 FORM = "application/x-www-form-urlencoded"

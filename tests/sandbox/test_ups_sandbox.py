@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
+from ml_connector_sandbox.specs.loader import load_spec, spec_validator
 from ml_connector_sandbox.testing import SandboxServer
 from ml_connector_sandbox.ups_shipping import ups_check_digit
-from ml_connector_sandbox.specs.loader import load_spec, spec_validator
 
 SHIPPER_NUMBER = "A1B2C3"
 TRACK_HEADERS = {"transId": "0123456789abcdef0123456789abcdef", "transactionSrc": "ml-connector-tests"}

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from tests.conftest import UPS_ACCOUNT, ups_connection
 
 from ml_connector import http
-from ml_connector.errors import AmbiguousRequestError, AuthenticationError, PermanentApiError
 from ml_connector.carriers.ups.hook import UpsHook, _token_expiry
+from ml_connector.errors import AmbiguousRequestError, AuthenticationError, PermanentApiError
 from ml_connector.ledger import Ledger, schema
 from ml_connector.models import (
     Address,

@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from ml_connector import http
+from ml_connector.erp.business_central.hook import BusinessCentralHook
 from ml_connector.erp.business_central.mapping import tracking_patch
 from ml_connector.errors import AuthenticationError, ConflictError, RetryableApiError
-from ml_connector.erp.business_central.hook import BusinessCentralHook
 from ml_connector.ledger import schema
 from ml_connector_sandbox.business_central import SEED_PATH
 
