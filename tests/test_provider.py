@@ -189,7 +189,8 @@ def test_connection_ui_metadata_lists_our_forms(providers_manager):
     assert ups.extra_fields["track_alert_credential"]["schema"]["format"] == "password"
     bc = meta["business_central"]
     assert bc.hook_class_name == OUR_HOOKS["business_central"]
-    assert set(bc.extra_fields) == set(get_provider_info()["connection-types"][1]["conn-fields"])
+    forms = {c["connection-type"]: c for c in get_provider_info()["connection-types"]}
+    assert set(bc.extra_fields) == set(forms["business_central"]["conn-fields"])
 
 
 # -- the UI "Test" button --------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Record(BaseModel):
@@ -60,13 +60,21 @@ class Dimensions(_Record):
 
 class Package(_Record):
     """One physical parcel. The weight is never defaulted to zero: a mapping that cannot find one
-    raises :class:`ml_connector.errors.MissingWeight` instead."""
+    raises :class:`ml_connector.errors.MissingWeight` instead. Carrier packaging codes are the carrier's
+    business (``carriers/<name>``), not the order's."""
 
     weight: Decimal = Field(gt=0)
     weight_unit: Literal["LBS", "KGS", "OZS"] = "LBS"
     dimensions: Dimensions | None = None
-    packaging_code: str = "02"  # UPS "Customer Supplied Package"
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_fields(cls, data: Any) -> Any:
+        # ledgers written by 0.1.0 stored a UPS packaging code inside every package
+        if isinstance(data, dict) and "packaging_code" in data:
+            data = {k: v for k, v in data.items() if k != "packaging_code"}
+        return data
 
 
 class OrderLine(_Record):
@@ -82,7 +90,9 @@ class Order(_Record):
     :param erp: ERP name, e.g. ``business_central``.
     :param erp_id: the ERP's immutable id for the document (a GUID in Business Central).
     :param number: the document number a person knows (``SO-1001``); stamped on the label.
-    :param ship_method: the ERP's shipment method code, mapped to a carrier service by the pipeline settings.
+    :param ship_method: the ERP's shipment method code, mapped to a carrier service by the carrier.
+    :param ship_method_description: the method's description or display name as the ERP returns it
+        ("UPS Next Day Air"), tried when the code is not mapped.
     :param etag: the ERP's concurrency token at read time, when the ERP has one.
     """
 
@@ -90,6 +100,7 @@ class Order(_Record):
     erp_id: str
     number: str
     ship_method: str | None = None
+    ship_method_description: str | None = None
     ship_to: Address
     packages: list[Package] = Field(default_factory=list)
     lines: list[OrderLine] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The DAG factory: one ERP -> UPS DAG from one pipeline's settings.
+"""The DAG factory: one ERP -> carrier DAG from one pipeline's settings.
 
 ::
 
@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, task_group
 
+from ml_connector import registry
 from ml_connector.operators import (
     CreateShipmentOperator,
     ExtractOrdersOperator,
@@ -27,14 +28,12 @@ from ml_connector.operators import (
 from ml_connector.operators.base import RETRY_POLICY, retry_delays
 from ml_connector.settings import PipelineSettings, load_settings
 
-ERP_NAMES = {"business_central": "Dynamics 365 Business Central"}
-
 DOC = """\
-### {erp_name} -> UPS
+### {erp_name} -> {carrier_name}
 
 Every {schedule!r} ({timezone}) this DAG reads the released orders modified in the run's data interval
-(minus {overlap} min of overlap), buys one UPS label per order and writes the 1Z number back on the order;
-`poll_tracking` then moves the delivery status along from UPS scans.
+(minus {overlap} min of overlap), buys one {carrier_name} label per order and writes the 1Z number back on the order;
+`poll_tracking` then moves the delivery status along from {carrier_name} scans.
 
 * **Lanes**: each map index of `process_order` is one order (or a batch when a run has more than
   {max_lanes} orders), named after its order number(s). A red lane names each failed order and why; the
@@ -44,12 +43,12 @@ Every {schedule!r} ({timezone}) this DAG reads the released orders modified in t
   ledger (`{ledger}`) records each label before anything else happens.
 * **Backfill a missed day**: `airflow backfill create --dag-id {dag_id} --from-date DAY --to-date DAY`
   (the DAG must be unpaused for backfill runs to start).
-* Connections: `{erp_conn}`, `{ups_conn}`, `{ledger}`. Settings: `include/pipelines.yaml`, key `{dag_id}`.
+* Connections: `{erp_conn}`, `{carrier_conn}`, `{ledger}`. Settings: `include/pipelines.yaml`, key `{dag_id}`.
 """
 
 
 def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any) -> DAG:
-    """Build the DAG for one ERP -> UPS pipeline.
+    """Build the DAG for one ERP -> carrier pipeline (the ERP and the carrier come from the registry).
 
     :param dag_id: the DAG id; also the pipeline's namespace in the ledger.
     :param settings: validated settings (see :func:`ml_connector.settings.load_settings`).
@@ -57,20 +56,21 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
     """
     common = {"pipeline_id": dag_id, "settings": settings}
     default_args = {"owner": settings.owner, "retry_policy": RETRY_POLICY, **retry_delays(settings)}
-    doc = DOC.format(erp_name=ERP_NAMES.get(settings.erp, settings.erp), schedule=settings.schedule,
+    erp, carrier = registry.erp(settings.erp), registry.carrier(settings.carrier)
+    doc = DOC.format(erp_name=erp.display_name, carrier_name=carrier.display_name, schedule=settings.schedule,
                      timezone=settings.timezone, overlap=settings.overlap_minutes, max_lanes=settings.max_lanes,
-                     dag_id=dag_id, erp_conn=settings.erp_connection_id, ups_conn=settings.ups_conn_id,
+                     dag_id=dag_id, erp_conn=settings.erp_connection_id, carrier_conn=settings.carrier_connection_id,
                      ledger=settings.ledger_conn_id)
     options: dict[str, Any] = dict(
         dag_id=dag_id,
-        description=settings.description or f"{ERP_NAMES.get(settings.erp, settings.erp)} -> UPS labels and tracking",
+        description=settings.description or f"{erp.display_name} -> {carrier.display_name} labels and tracking",
         schedule=CronDataIntervalTimetable(settings.schedule, timezone=settings.timezone),
         start_date=settings.start_date if settings.start_date.tzinfo else settings.start_date.replace(tzinfo=UTC),
         catchup=settings.catchup,
         max_active_runs=1,
         default_args=default_args,
         doc_md=doc,
-        tags=sorted({"ml-connector", settings.erp, "ups", *settings.tags}),
+        tags=sorted({"ml-connector", settings.erp, settings.carrier, *settings.tags}),
     )
     options.update(dag_kwargs)
     with DAG(**options) as dag:

@@ -2,6 +2,9 @@
 
 Parsing touches no network and no database. A wrong setting raises :class:`ConfigurationError` naming the file,
 the pipeline and the setting, so the DAG shows an import error that says what to fix.
+
+:class:`PipelineSettings` holds what every pipeline has; each ERP extends it with its own model (named in
+:mod:`ml_connector.registry`), and the carrier checks its own settings (``ship_method_map``).
 """
 
 from __future__ import annotations
@@ -13,26 +16,34 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ml_connector.carriers.ups.codes import SERVICE_CODES, build_ship_method_map
+from ml_connector import registry
 from ml_connector.errors import ConfigurationError
 from ml_connector.models import Address
 
 SETTINGS_ENV = "ML_CONNECTOR_PIPELINES"
-DEFAULT_ERP_CONN_IDS = {"business_central": "business_central_default"}
 
 
 class PipelineSettings(BaseModel):
-    """Everything one ERP -> UPS pipeline can be told. Every field has a default except ``erp``."""
+    """Everything one ERP -> carrier pipeline can be told. Every field has a default except ``erp``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    erp: Literal["business_central"]
+    erp: str
+    carrier: str = "ups"
     description: str | None = None
-    # connections
+    # connections (default: the registry's connection id of the ERP and of the carrier)
     erp_conn_id: str | None = None
-    ups_conn_id: str = "ups_default"
+    carrier_conn_id: str | None = Field(None, validation_alias=AliasChoices("carrier_conn_id", "ups_conn_id"))
     ledger_conn_id: str = "ml_connector_ledger"
     # schedule
     schedule: str = "*/15 * * * *"
@@ -53,7 +64,6 @@ class PipelineSettings(BaseModel):
     label_folder: str | None = None
     # write-back and tracking
     writeback: bool = True
-    shipping_agent_code: str = Field("UPS", max_length=10)
     track: bool = True
     # lanes and retries
     max_lanes: int = Field(50, ge=1, le=1024)
@@ -65,13 +75,23 @@ class PipelineSettings(BaseModel):
     owner: str = "ml-connector"
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("ship_method_map")
+    @field_validator("erp")
     @classmethod
-    def _known_service_codes(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = {k: v for k, v in value.items() if v not in SERVICE_CODES}
-        if bad:
-            raise ValueError(f"unknown UPS service code(s) {bad}; known codes: {', '.join(sorted(SERVICE_CODES))}")
+    def _known_erp(cls, value: str) -> str:
+        try:
+            registry.erp(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
         return value
+
+    @model_validator(mode="after")
+    def _carrier_settings(self) -> PipelineSettings:
+        try:
+            carrier = registry.carrier(self.carrier).load("implementation")
+            carrier.check_ship_method_map(self.ship_method_map)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
+        return self
 
     @field_validator("schedule")
     @classmethod
@@ -100,12 +120,14 @@ class PipelineSettings(BaseModel):
 
     @property
     def erp_connection_id(self) -> str:
-        return self.erp_conn_id or DEFAULT_ERP_CONN_IDS[self.erp]
+        """The ERP connection id: the ``erp_conn_id`` setting, else the registry's default for the ERP."""
+        return self.erp_conn_id or registry.erp(self.erp).default_conn_id
 
     @property
-    def service_map(self) -> dict[str, str]:
-        """The default ship-method map with this pipeline's entries on top (keys compared case-insensitively)."""
-        return build_ship_method_map(self.ship_method_map)
+    def carrier_connection_id(self) -> str:
+        """The carrier connection id: the ``carrier_conn_id`` (or ``ups_conn_id``) setting, else the registry's
+        default for the carrier."""
+        return self.carrier_conn_id or registry.carrier(self.carrier).default_conn_id
 
     def label_root(self) -> str:
         if self.label_folder:
@@ -142,8 +164,11 @@ def load_settings(pipeline_id: str, path: str | Path | None = None,
     if raw is None:
         raise ConfigurationError(f"{path}: no pipeline '{pipeline_id}' (found: {', '.join(document) or 'none'})")
     values = {**raw, **(overrides or {})}
+    model: type[PipelineSettings] = PipelineSettings
+    if isinstance(values.get("erp"), str) and values["erp"] in registry.ERPS:
+        model = registry.erp(values["erp"]).load("settings")
     try:
-        return PipelineSettings.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
             f"setting '{'.'.join(str(p) for p in err['loc']) or '(pipeline)'}': {err['msg']}"

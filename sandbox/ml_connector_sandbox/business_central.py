@@ -11,7 +11,7 @@ request at it):
 * ``/v2.0/{tenant}/{environment}/api/mlconnector/shipping/v1.0/companies({id})/salesOrderShipping`` -
   the custom API page of ``ml_connector/erp/business_central/al`` (GET, PATCH with ``If-Match``).
 
-Shapes follow ``api-notes/erp-and-shipstation.md`` section 1 (v2.0 page sources). Error bodies use BC's
+Shapes follow ``docs/vendors/erp-and-shipstation.md`` section 1 (v2.0 page sources). Error bodies use BC's
 OData shape ``{"error": {"code", "message"}}``; codes marked *observed* come from cited public reports,
 *sandbox* ones are our choice where Microsoft documents none. Control endpoints (no auth, never
 throttled) are the common ones under ``/_sandbox/`` plus ``/_sandbox/business_central/touch`` and

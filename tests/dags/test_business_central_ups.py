@@ -24,7 +24,7 @@ pytestmark = pytest.mark.xdist_group("airflow_metadata_db")
 
 BROKEN = {
     "S-ORD101006": "no postal code",
-    "S-ORD101007": "shipment method 'PIGEON' is not mapped to a UPS service",
+    "S-ORD101007": "shipment method 'PIGEON' ('Carrier Pigeon') is not mapped to a UPS service",
     "S-ORD101008": "UPS does not deliver to PO boxes",
     "S-ORD101014": "is 40 characters; UPS reference numbers hold at most 35",
 }

@@ -10,7 +10,7 @@ metadata = sa.MetaData()
 
 
 class ShipmentState(enum.StrEnum):
-    """States of one ERP document in one pipeline (design.md, "Ledger")."""
+    """States of one ERP document in one pipeline (docs/architecture.md, "Exactly once")."""
 
     EXTRACTED = "extracted"
     ADDRESS_OK = "address_ok"

@@ -21,8 +21,10 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from ml_connector import registry
 from ml_connector.errors import PermanentError, RetryableError
 from ml_connector.ledger import Ledger, ShipmentRow
+from ml_connector.service import AlreadyQuarantined, NothingToDo, ShipmentService
 from ml_connector.settings import PipelineSettings
 
 #: Transient errors (429, 5xx, timeouts, an ambiguous Ship) retry with Airflow's backoff; data and
@@ -71,10 +73,6 @@ class LaneReport:
     skipped: list[str] = field(default_factory=list)
 
 
-class Skip(Exception):
-    """Nothing to do for this order in this step (already done, or stopped at an earlier step)."""
-
-
 class PipelineOperator(BaseOperator):
     """Base of every pipeline operator.
 
@@ -104,15 +102,19 @@ class PipelineOperator(BaseOperator):
         ti = context["ti"]
         return f"{context['run_id']}/{ti.task_id}[{ti.map_index}]#{ti.try_number}"
 
-    def ups_hook(self):
-        from ml_connector.carriers.ups.hook import UpsHook
+    def carrier(self):
+        """The pipeline's :class:`~ml_connector.carriers.protocol.Carrier` (from the registry)."""
+        carrier_cls = registry.carrier(self.settings.carrier).load("implementation")
+        return carrier_cls.from_settings(self.settings, ledger=self.ledger)
 
-        return UpsHook(self.settings.ups_conn_id, ledger=self.ledger)
+    def source(self):
+        """The pipeline's :class:`~ml_connector.erp.protocol.OrderSource` (from the registry)."""
+        return registry.erp(self.settings.erp).load("implementation")(self.settings)
 
-    def erp_adapter(self):
-        from ml_connector.adapters import make_adapter
-
-        return make_adapter(self.settings)
+    def service(self, context: Any, **kwargs: Any) -> ShipmentService:
+        """The exactly-once service for this task instance."""
+        return ShipmentService(self.ledger, self.carrier(), actor=self.actor(context),
+                               claim_ttl_seconds=self.settings.claim_ttl_seconds, **kwargs)
 
 
 class LaneOperator(PipelineOperator):
@@ -154,7 +156,7 @@ class LaneOperator(PipelineOperator):
         def work(row: ShipmentRow) -> tuple[str, Any]:
             try:
                 return "done", self.process(row, context)
-            except Skip as why:
+            except NothingToDo as why:
                 return "skipped", f"{row.order_number}: {why}"
             except PermanentError as exc:
                 self.log.error("order %s: %s failed: %s", row.order_number, self.step, exc)
@@ -172,7 +174,8 @@ class LaneOperator(PipelineOperator):
         return report
 
     def _quarantine(self, row: ShipmentRow, exc: PermanentError, actor: str) -> None:
-        self.ledger.quarantine(row.id, step=self.step, error=exc, actor=actor)
+        if not isinstance(exc, AlreadyQuarantined):  # reported again, recorded once
+            self.ledger.quarantine(row.id, step=self.step, error=exc, actor=actor)
 
     def _finish(self, report: LaneReport) -> list[dict[str, Any]]:
         for line in report.skipped:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ml_connector.adapters import ExtractFailure
+from ml_connector.erp.protocol import ExtractFailure
 from ml_connector.ledger import ShipmentState
 from ml_connector.operators.base import Lane, PipelineOperator, make_lanes
 
@@ -35,11 +35,11 @@ class ExtractOrdersOperator(PipelineOperator):
     def execute(self, context: Any) -> list[Lane]:
         start, end = self.window(context)
         actor = self.actor(context)
-        adapter = self.erp_adapter()
+        source = self.source()
         self.log.info("reading %s orders modified in [%s, %s)", self.settings.erp, start.isoformat(),
                       end.isoformat())
         seen, counts = {}, {"orders": 0, "new": 0, "unreadable": 0, "already_done": 0}
-        for item in adapter.extract(start, end):
+        for item in source.extract(start, end):
             counts["orders"] += 1
             if isinstance(item, ExtractFailure):
                 counts["unreadable"] += 1

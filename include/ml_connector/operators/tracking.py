@@ -1,4 +1,4 @@
-"""``poll_tracking``: keep the ERP's delivery status current from UPS scans."""
+"""``poll_tracking``: keep the ERP's delivery status current from the carrier's scans."""
 
 from __future__ import annotations
 
@@ -38,15 +38,15 @@ class PollTrackingOperator(PipelineOperator):
         rows = self.ledger.tracked(self.pipeline_id)
         if not rows:
             raise AirflowSkipException("no open packages to track")
-        self.ups = self.ups_hook()
-        self.adapter = self.erp_adapter() if self.settings.writeback else None
+        self.carrier_api = self.carrier()
+        self.erp = self.source() if self.settings.writeback else None
         actor = self.actor(context)
         counts = {"packages": 0, "new_events": 0, "status_changes": 0, "errors": 0}
         failures: list[str] = []
 
         def follow(row: ShipmentRow) -> tuple[ShipmentRow, list[TrackingResult], ConnectorError | None]:
             try:
-                return row, [self.ups.track(n) for n in row.tracking_numbers], None
+                return row, [self.carrier_api.track(n) for n in row.tracking_numbers], None
             except ConnectorError as exc:
                 return row, [], exc
 
@@ -85,8 +85,8 @@ class PollTrackingOperator(PipelineOperator):
             return False, len(new_events)
         if row.state is ShipmentState.LABELLED and self.settings.writeback:
             return False, len(new_events)  # wait for the write-back: the ERP must show the 1Z first
-        if self.adapter is not None:
-            self.adapter.write_status(row.order, lead)
+        if self.erp is not None:
+            self.erp.write_status(row.order, lead)
         self.ledger.transition(
             row.id, target, step="poll_tracking", actor=actor,
             message=f"{lead.tracking_number}: {lead.status.value}"

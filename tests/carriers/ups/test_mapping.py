@@ -18,7 +18,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-import ml_connector
+import ml_connector_sandbox
 from ml_connector import errors
 from ml_connector.carriers import ups
 from ml_connector.carriers.ups import codes, normalise
@@ -34,8 +34,8 @@ from ml_connector.models import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# The package will vendor the specs under ml_connector_sandbox/specs/ups; until then read the shared copy.
-SPEC_DIRS = [Path(p) / "specs" / "ups" for p in ml_connector.__path__] + [Path("/work/shared/specs/ups")]
+# The vendored UPS specs (the same copies the sandbox validates against).
+SPEC_DIRS = [Path(p) / "specs" / "ups" for p in ml_connector_sandbox.__path__]
 
 
 # --- spec validation helper (to be replaced by ml_connector_sandbox.specs.loader.SpecValidator) -------------------

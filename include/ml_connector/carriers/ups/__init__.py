@@ -3,7 +3,7 @@
 One module per vendor spec, so each reads side by side with its YAML in ``specs/ups``:
 :mod:`.address_validation` (AddressValidation.yaml), :mod:`.shipping` (Shipping.yaml), :mod:`.tracking`
 (Tracking.yaml, UPSTrackAlert.yaml), :mod:`.error_response` (the one error normaliser), :mod:`.codes`
-(code tables) and :mod:`.normalise` (UPS JSON quirks). ``shared/api-notes/ups.md`` explains the traps cited.
+(code tables) and :mod:`.normalise` (UPS JSON quirks). ``docs/vendors/ups.md`` explains the traps cited.
 """
 
 from ml_connector.carriers.ups.address_validation import build_xav_request, parse_xav_response

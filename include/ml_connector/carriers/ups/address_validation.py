@@ -1,7 +1,7 @@
 """UPS Address Validation - Street Level (AddressValidation.yaml, ``/addressvalidation/v2/{requestoption}``):
 Address -> XAVRequest, XAVResponse -> AddressValidation.
 
-``#/c/s/X`` abbreviates ``#/components/schemas/X``; "trap N" is section 9 of ``shared/api-notes/ups.md``.
+``#/c/s/X`` abbreviates ``#/components/schemas/X``; "trap N" is section 9 of ``docs/vendors/ups.md``.
 """
 
 from __future__ import annotations

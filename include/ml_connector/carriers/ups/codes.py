@@ -1,7 +1,7 @@
 """UPS code tables: services, ERP ship methods, tracking statuses, address classifications.
 
 Each table keeps the vendor's name beside the code so it can be read against the spec it cites
-("notes" = ``shared/api-notes/ups.md``).
+("notes" = ``docs/vendors/ups.md``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from ml_connector.errors import ConfigurationError, UnknownShipMethod
 from ml_connector.models import AddressClassification, TrackingStatus
 
-# Shipping.yaml #/components/schemas/Shipment_Service/properties/Code (notes §3). Names are the US-origin
+# Shipping.yaml #/components/schemas/Shipment_Service/properties/Code (docs/vendors/ups.md §3). Names are the US-origin
 # ones (Rating.yaml splits domestic/international the same way); UPS renames some by origin country
 # (from CA, 01 is "Express"), which only matters for display: the code is what UPS bills.
 SERVICE_CODES: dict[str, str] = {
@@ -109,7 +109,7 @@ ADDRESS_CLASSIFICATIONS: dict[str, AddressClassification] = {
 }
 
 # Activity status *type*: UPSTrackAlert.yaml #/components/schemas/TrackingEventRequest/properties/activityStatus
-# (D, I, M, MV, U, X); DO/DD/W/NA from the UPS appendix copied in karrio; P is the legacy XML pickup type (notes §5).
+# (D, I, M, MV, U, X); DO/DD/W/NA from the UPS appendix copied in karrio; P is the legacy XML pickup type (docs/vendors/ups.md §5).
 TRACKING_STATUS_TYPES: dict[str, TrackingStatus] = {
     "D": TrackingStatus.DELIVERED,  # Delivery
     "I": TrackingStatus.IN_TRANSIT,  # In progress / On the way
@@ -139,7 +139,7 @@ TRACKING_STATUS_CODES: dict[str, TrackingStatus] = {
 }
 
 # Three-digit status codes (Track ``status.statusCode``, Track Alert ``activityStatus.descriptionCode``),
-# from the "Tracking status description codes" table (notes §5).
+# from the "Tracking status description codes" table (docs/vendors/ups.md §5).
 TRACKING_STATUS_DESCRIPTION_CODES: dict[str, TrackingStatus] = {
     "003": TrackingStatus.LABEL_CREATED,  # Shipment Ready for UPS
     "005": TrackingStatus.IN_TRANSIT,  # On the Way
@@ -179,34 +179,55 @@ def build_ship_method_map(overrides: Mapping[str, str] | None = None) -> dict[st
     return merged
 
 
-def resolve_service(ship_method: str | None, ship_method_map: Mapping[str, str], *, record: str) -> str:
+def _service_by_name(text: str) -> str | None:
+    """A UPS service code whose name (with or without the "UPS " prefix) is ``text`` (normalised)."""
+    name = text[4:] if text.startswith("UPS ") else text
+    for code, service_name in SERVICE_CODES.items():
+        if normalise_ship_method(service_name) == name:
+            return code
+    return None
+
+
+def resolve_service(ship_method: str | None, ship_method_map: Mapping[str, str], *, record: str,
+                    description: str | None = None) -> str:
     """Resolve an ERP shipment method to a UPS service code.
 
-    Looks the normalised method up in ``ship_method_map``; a bare UPS service code (``"03"``) is accepted too.
+    Customers name their shipment methods freely (``GRD``, ``NEXTDAY``, ``UPS-2D``), so the method is tried
+    in this order: its code in ``ship_method_map``; its description (the method's display name as the ERP
+    returns it, e.g. "UPS Next Day Air") in the map; the description or code as a UPS service name
+    ("Next Day Air", "UPS Ground"); the code or description as a bare UPS service code (``03``).
 
-    :param ship_method: the order's ``ship_method``.
+    :param ship_method: the order's shipment method code.
     :param ship_method_map: ERP method name -> UPS code (see :func:`build_ship_method_map`); keys are
         compared after normalisation, so the map may be written in any case.
     :param record: the ERP document number, for the error message.
-    :raises UnknownShipMethod: the method is missing or not mapped; the message lists the known methods.
+    :param description: the method's description / display name, when the ERP has one.
+    :raises UnknownShipMethod: nothing matched; the message names the code and the description.
     """
     lookup = {normalise_ship_method(str(k)): str(v).strip().upper() for k, v in ship_method_map.items()}
-    key = normalise_ship_method(ship_method) if ship_method else ""
-    if key in lookup:
-        code = lookup[key]
-        if code not in SERVICE_CODES:
-            raise ConfigurationError(
-                f"ship_method_map setting: {key!r} maps to {code!r}, which is not a UPS service code"
-            )
-        return code
-    if key in SERVICE_CODES:
-        return key
+    candidates = [normalise_ship_method(v) for v in (ship_method, description) if v and v.strip()]
+    for key in candidates:
+        if key in lookup:
+            code = lookup[key]
+            if code not in SERVICE_CODES:
+                raise ConfigurationError(
+                    f"ship_method_map setting: {key!r} maps to {code!r}, which is not a UPS service code")
+            return code
+    for key in candidates:
+        code = _service_by_name(key)
+        if code is not None:
+            return code
+    for key in candidates:
+        if key in SERVICE_CODES:
+            return key
     known = ", ".join(sorted(lookup)) or "(none)"
     shown = repr(ship_method) if ship_method else "(empty)"
+    if description and description.strip() and description != ship_method:
+        shown += f" ({description.strip()!r})"
     raise UnknownShipMethod(
         f"shipment method {shown} is not mapped to a UPS service. Known methods: {known}; "
-        f"a UPS service code such as 03 also works. Add the method to the pipeline's ship_method_map setting "
-        f"or change it on the ERP document.",
+        f"a UPS service name (Next Day Air) or code (03) also works. Add the method to the pipeline's "
+        f"ship_method_map setting or change it on the ERP document.",
         record=record,
         field="ship_method",
     )

@@ -24,7 +24,7 @@ from ml_connector.hooks.base import ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
 
 DEFAULT_HOST = "https://onlinetools.ups.com"
-TOKEN_PATH = "/security/v1/oauth/token"  # not under /api (ups.md §0)
+TOKEN_PATH = "/security/v1/oauth/token"  # not under /api (docs/vendors/ups.md §0)
 SHIP_VERSION = "v2409"
 XAV_VERSION = "v2"
 TRACK_VERSION = "v1"
@@ -44,7 +44,7 @@ class UpsHook(ConnectorHook):
     conn_name_attr = "ups_conn_id"
     default_conn_name = "ups_default"
     conn_type = "ups"
-    hook_name = "UPS (OAuth)"
+    hook_name = "UPS"
     vendor = "ups"
 
     def __init__(self, ups_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -109,7 +109,7 @@ class UpsHook(ConnectorHook):
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
               idempotent: bool | None = None) -> tuple[int, Any]:
         """Send an authenticated API call; one forced token refresh on 401. Returns ``(status, body)``."""
-        # transId/transactionSrc: required on Track, optional elsewhere (ups.md §0)
+        # transId/transactionSrc: required on Track, optional elsewhere (docs/vendors/ups.md §0)
         headers = {"Accept": "application/json", "transId": uuid.uuid4().hex, "transactionSrc": self.transaction_src}
         response = self.send_authorized(method, f"{self.host}{path}", json=json, params=params, headers=headers,
                                         idempotent=idempotent)

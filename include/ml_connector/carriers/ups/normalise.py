@@ -1,5 +1,5 @@
 """Small readers and writers for UPS's JSON quirks: object-or-array, presence indicators, string numbers,
-two time-offset styles, and the short string fields of the Ship request ("notes" = ``shared/api-notes/ups.md``)."""
+two time-offset styles, and the short string fields of the Ship request ("notes" = ``docs/vendors/ups.md``)."""
 
 from __future__ import annotations
 

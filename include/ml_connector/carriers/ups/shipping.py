@@ -1,8 +1,8 @@
 """UPS Shipping API (Shipping.yaml, ``/shipments/v2409/ship`` and ``/void/cancel``): Order -> ShipmentRequest,
 ShipmentResponse -> ShipmentResult, VoidShipmentResponse -> bool.
 
-Schema pointers are abbreviated ``#/c/s/X`` for ``#/components/schemas/X``; "trap N" is section 9 of
-``shared/api-notes/ups.md``.
+Schema pointers are abbreviated ``#/c/s/X`` for ``#/components/schemas/X``; "trap N" is the numbered UPS
+API trap in ``docs/vendors/ups.md``.
 """
 
 from __future__ import annotations
@@ -25,16 +25,21 @@ from ml_connector.carriers.ups.normalise import (
     split_us_postal_code,
     strip_str,
 )
+from ml_connector.carriers.ups.rules import (
+    DEFAULT_PACKAGING_CODE,
+    POSTAL_CODE_REQUIRED,
+    STATE_REQUIRED,
+    check_reference,
+    check_shipper_number,
+)
 from ml_connector.errors import (
     AmbiguousRequestError,
     ConfigurationError,
     MissingWeight,
     RecordError,
-    ReferenceTooLong,
 )
 from ml_connector.models import Address, Label, Order, Package, ShipmentResult
 
-REFERENCE_MAX = 35  # #/c/s/Shipment_ReferenceNumber/properties/Value and #/c/s/Package_ReferenceNumber maxLength
 NAME_MAX = 35  # #/c/s/Shipment_ShipTo/properties/Name (and Shipper, ShipFrom, AttentionName)
 ADDRESS_LINE_MAX = 35  # #/c/s/ShipTo_Address/properties/AddressLine "Up to three occurrences", 35 each
 ADDRESS_LINES_MAX = 3
@@ -51,12 +56,9 @@ REQUEST_OPTIONS = frozenset({"validate", "nonvalidate"})  # #/c/s/ShipmentReques
 # Package-level references only for these origin/destination pairs, shipment-level only for the others
 # (#/c/s/Shipment_ReferenceNumber, #/c/s/Package_ReferenceNumber; wrong placement = 120541/120542, trap 6).
 PACKAGE_REFERENCE_PAIRS = frozenset({("US", "US"), ("PR", "PR")})
-STATE_REQUIRED = frozenset({"US", "CA", "VN"})  # #/c/s/ShipTo_Address/properties/StateProvinceCode
-POSTAL_CODE_REQUIRED = frozenset({"US", "PR", "CA"})
 US_POSTAL = frozenset({"US", "PR"})  # "5 or 9 digits" (#/c/s/ShipTo_Address/properties/PostalCode)
 NANP = frozenset({"US", "CA", "PR", "VI"})  # 10-digit phone layout (#/c/s/ShipTo_Phone/properties/Number)
 
-_SHIPPER_NUMBER = re.compile(r"^[A-Za-z0-9]{6}$")
 _REFERENCE_CODE = re.compile(r"^[A-Za-z0-9]{2}$")
 _PHONE_EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?|extension)\s*(\d{1,4})\s*$")
 
@@ -146,17 +148,7 @@ class _Party:
 
 
 def _reference_entry(reference: str, reference_code: str | None, record: str) -> dict[str, str]:
-    value = (reference or "").strip()
-    if not value:
-        raise RecordError("has no reference to print on the label", record=record, field="reference")
-    if len(value) > REFERENCE_MAX:
-        # Never truncate: the reference is how a crashed attempt's label is found again (track by reference).
-        raise ReferenceTooLong(
-            f"reference {value!r} is {len(value)} characters; UPS accepts at most {REFERENCE_MAX}. "
-            "Use a shorter reference (e.g. the document number) in the pipeline settings.",
-            record=record, field="reference",
-        )
-    entry = {"Value": value}
+    entry = {"Value": check_reference(reference, record=record)}
     if reference_code:
         entry["Code"] = reference_code
     return entry
@@ -164,10 +156,7 @@ def _reference_entry(reference: str, reference_code: str | None, record: str) ->
 
 def _package(package: Package, index: int, record: str) -> dict[str, Any]:
     field = f"packages[{index}]"
-    code = (package.packaging_code or "").strip()
-    if len(code) != 2:  # #/c/s/Package_Packaging/properties/Code min=max 2
-        raise RecordError(f"{field} packaging code {code!r} is not a 2-character UPS packaging code",
-                          record=record, field=f"{field}.packaging_code")
+    code = DEFAULT_PACKAGING_CODE
     block: dict[str, Any] = {}
     if package.description and package.description.strip():
         # Free text shown on the label: cutting it loses nothing that identifies the shipment.
@@ -244,11 +233,7 @@ def build_ship_request(
     :raises RecordError: a ship-to or package value does not fit UPS's limits (the message names the field).
     """
     record = order.number
-    if not _SHIPPER_NUMBER.match(shipper_number or ""):
-        raise ConfigurationError(
-            "UPS shipper_number setting must be the 6-character alphanumeric UPS account number "
-            f"(got {len(shipper_number or '')} characters)"
-        )
+    shipper_number = check_shipper_number(shipper_number)
     label_code = (label_format or "").strip().upper()
     if label_code not in LABEL_FORMATS:
         raise ConfigurationError(f"label_format setting {label_format!r} is not one of "

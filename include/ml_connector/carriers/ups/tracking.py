@@ -1,12 +1,12 @@
 """UPS Tracking (Tracking.yaml, Track API v1) and Track Alert webhook events (UPSTrackAlert.yaml):
 query parameters, trackResponse -> TrackingResult, TrackingEventRequest -> TrackingEvent.
 
-``#/c/s/X`` abbreviates ``#/components/schemas/X``; "trap N" is section 9 of ``shared/api-notes/ups.md``.
+``#/c/s/X`` abbreviates ``#/components/schemas/X``; "trap N" is the numbered UPS API trap in
+``docs/vendors/ups.md``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -20,11 +20,11 @@ from ml_connector.carriers.ups.normalise import (
     parse_ups_datetime,
     strip_str,
 )
-from ml_connector.errors import ConfigurationError, RecordError
+from ml_connector.carriers.ups.rules import check_shipper_number
+from ml_connector.errors import RecordError
 from ml_connector.models import TrackingEvent, TrackingResult, TrackingStatus
 
 NOT_FOUND_WARNING = "TW0001"  # "Tracking Information Not Found", sent with HTTP 200 (trap 8)
-_SHIPPER_NUMBER = re.compile(r"^[A-Za-z0-9]{6}$")
 
 
 def build_track_params(*, signature: bool = True) -> dict[str, str]:
@@ -47,8 +47,7 @@ def build_reference_track_params(shipper_number: str, from_date: date, to_date: 
     :raises ConfigurationError: the shipper number is not 6 alphanumerics.
     :raises ValueError: ``from_date`` is after ``to_date``.
     """
-    if not _SHIPPER_NUMBER.match(shipper_number or ""):
-        raise ConfigurationError("UPS shipper_number setting must be the 6-character alphanumeric account number")
+    shipper_number = check_shipper_number(shipper_number)
     if from_date > to_date:
         raise ValueError(f"from_date {from_date} is after to_date {to_date}")
     return {

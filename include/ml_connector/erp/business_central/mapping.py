@@ -2,7 +2,7 @@
 
 Pure functions only; :mod:`ml_connector.erp.business_central.hook` does the HTTP. Field names follow the v2.0
 pages in microsoft/ALAppExtensions (``APIV2SalesOrders.Page.al``, ``APIV2SalesOrderLines.Page.al``) as
-summarised in ``api-notes/erp-and-shipstation.md`` section 1; the write-back fields are those of the custom
+summarised in ``docs/vendors/erp-and-shipstation.md`` section 1; the write-back fields are those of the custom
 API page in ``ml_connector/erp/business_central/al`` (``MLShipmentTracking.Page.al``), which is the only way to write a
 tracking number back: API v2.0 exposes no shipping agent or package tracking field.
 
@@ -17,7 +17,6 @@ A weight is never defaulted to zero: zero or negative settings count as missing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -49,19 +48,6 @@ CODE10_MAX = 10  # "Shipping Agent Code" (105), "Shipping Agent Service Code" (5
 SHIPMENT_STATUS_MAX = 30  # "ML Shipment Status" Text[30] (table extension)
 LAST_TRACKING_EVENT_MAX = 100  # "ML Last Tracking Event" Text[100] (table extension)
 
-# Countries whose addresses UPS cannot rate or ship without a postal code.
-POSTAL_CODE_REQUIRED = frozenset({
-    "US", "PR", "VI", "GU", "CA", "MX", "GB", "DE", "FR", "IT", "ES", "PT", "NL", "BE", "LU", "AT", "CH",
-    "DK", "SE", "NO", "FI", "PL", "CZ", "AU", "NZ", "JP", "CN", "IN", "BR",
-})
-# Countries whose addresses UPS cannot ship without a state/province code.
-STATE_REQUIRED = frozenset({"US", "CA"})
-# UPS delivers no small packages to post-office boxes in these countries.
-PO_BOX_BLOCKED = frozenset({"US"})
-
-# "PO Box 12", "P.O. Box", "P O BOX", "POBox", "Post Office Box"; not "Boxwood Lane" or "Po River Rd".
-_PO_BOX = re.compile(r"\b(?:p\.?\s*o\.?\s*box|post\s+office\s+box)\b", re.IGNORECASE)
-
 WeightUnit = Literal["LBS", "KGS", "OZS"]
 
 
@@ -82,7 +68,8 @@ def order_from_sales_order(
     :param default_country: country for a ship-to address with an empty Country/Region Code. BC
         localisations commonly leave it empty for domestic addresses; the hook passes the company's
         country (companyInformation) when the pipeline allows it. ``None``: an empty country is an error.
-    :raises RecordError: the ship-to address cannot be shipped to (message names the field).
+    :raises RecordError: the ship-to address is incomplete (no country, street, city or name; the message
+        names the Business Central field). Whether a carrier can deliver there is the carrier's rule.
     :raises MissingWeight: some item lines have no weight from either setting.
     """
     number = _text(doc.get("number")) or _text(doc.get("id")) or "<no number>"
@@ -99,6 +86,7 @@ def order_from_sales_order(
         erp_id=str(doc["id"]),
         number=number,
         ship_method=_ship_method(doc),
+        ship_method_description=_ship_method_description(doc),
         ship_to=ship_to,
         packages=[Package(weight=total, weight_unit=weight_unit)],
         lines=order_lines,
@@ -248,6 +236,13 @@ def _ship_method(doc: Mapping[str, Any]) -> str | None:
     return _text(method.get("code")) or _text(method.get("displayName"))
 
 
+def _ship_method_description(doc: Mapping[str, Any]) -> str | None:
+    method = doc.get("shipmentMethod")
+    if not isinstance(method, Mapping):
+        return None
+    return _text(method.get("displayName"))
+
+
 def _ship_to(doc: Mapping[str, Any], number: str, default_country: str | None) -> Address:
     country = (_text(doc.get("shipToCountry")) or _text(default_country) or "").upper()
     if not country:
@@ -265,19 +260,9 @@ def _ship_to(doc: Mapping[str, Any], number: str, default_country: str | None) -
     if not city:
         raise RecordError("ship-to address has no city (shipToCity is empty)", record=number,
                           field="shipToCity")
+    # Whether the carrier can deliver there (postal code, state, PO boxes) is the carrier's rule, not the ERP's.
     postal_code = _text(doc.get("shipToPostCode"))
-    if postal_code is None and country in POSTAL_CODE_REQUIRED:
-        raise RecordError(f"ship-to address has no postal code (shipToPostCode is empty), which UPS needs "
-                          f"for country {country}; enter the Ship-to Post Code on the order",
-                          record=number, field="shipToPostCode")
     state = _text(doc.get("shipToState"))
-    if state is None and country in STATE_REQUIRED:
-        raise RecordError(f"ship-to address has no state (shipToState is empty), which UPS needs for "
-                          f"country {country}; enter the Ship-to County/State on the order",
-                          record=number, field="shipToState")
-    if country in PO_BOX_BLOCKED and any(_PO_BOX.search(line) for line in street):
-        raise RecordError("UPS does not deliver to PO boxes; use a street address", record=number,
-                          field="shipToAddressLine1")
     name = _text(doc.get("shipToName")) or _text(doc.get("customerName"))
     if not name:
         raise RecordError("ship-to address has no name (shipToName and customerName are empty)",

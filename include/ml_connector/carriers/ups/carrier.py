@@ -1,0 +1,108 @@
+"""UPS as a :class:`~ml_connector.carriers.protocol.Carrier`: the rules in :mod:`.rules` and :mod:`.codes`, the
+I/O in :class:`~ml_connector.carriers.ups.hook.UpsHook`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from ml_connector.carriers.protocol import Carrier, LabelPlan
+from ml_connector.carriers.ups import rules
+from ml_connector.carriers.ups.codes import SERVICE_CODES, build_ship_method_map, resolve_service
+from ml_connector.errors import MissingWeight
+from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ml_connector.carriers.ups.hook import UpsHook
+    from ml_connector.settings import PipelineSettings
+
+#: how far back a lookup by reference searches (UPS keeps tracking data about 120 days)
+REFERENCE_LOOKUP_DAYS = 14
+
+
+class UpsCarrier(Carrier):
+    """UPS Ship, Address Validation, Track and Void behind the carrier protocol.
+
+    :param hook: the UPS hook (token, HTTP); built lazily from ``ups_conn_id`` when not given.
+    :param ship_method_map: ERP ship method -> UPS service code, on top of the built-in map.
+    :param reference_fields: what is printed in the label's reference numbers (``number``,
+        ``customer_reference``), the first one being what lookups by reference use.
+    :param negotiated_rates: ask for the account's negotiated rates.
+    :param ups_conn_id: the Airflow connection id when ``hook`` is not given.
+    """
+
+    name = "ups"
+
+    def __init__(self, hook: UpsHook | None = None, *, ship_method_map: Mapping[str, str] | None = None,
+                 reference_fields: Sequence[str] = ("number", "customer_reference"),
+                 negotiated_rates: bool = True, ups_conn_id: str = "ups_default", ledger: Any = None) -> None:
+        self._hook = hook
+        self.ups_conn_id = ups_conn_id
+        self.ledger = ledger
+        self.ship_method_map = build_ship_method_map(ship_method_map)
+        self.reference_fields = list(reference_fields)
+        self.negotiated_rates = negotiated_rates
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings, *, ledger: Any = None,
+                      hook: UpsHook | None = None) -> UpsCarrier:
+        """The carrier of one pipeline (its ``ship_method_map``, ``reference_fields``, ``negotiated_rates``)."""
+        return cls(hook, ship_method_map=settings.ship_method_map, reference_fields=settings.reference_fields,
+                   negotiated_rates=settings.negotiated_rates, ups_conn_id=settings.carrier_connection_id,
+                   ledger=ledger)
+
+    @staticmethod
+    def check_ship_method_map(value: Mapping[str, str]) -> dict[str, str]:
+        """Validate a ``ship_method_map`` setting (a typo is one configuration error, not a quarantine per
+        order). :raises ConfigurationError: a value is not a UPS service code."""
+        build_ship_method_map(value)
+        return dict(value)
+
+    @property
+    def hook(self) -> UpsHook:
+        if self._hook is None:
+            from ml_connector.carriers.ups.hook import UpsHook
+
+            self._hook = UpsHook(self.ups_conn_id, ledger=self.ledger)
+        return self._hook
+
+    # -- the protocol ------------------------------------------------------------------------------------
+
+    def plan(self, order: Order) -> LabelPlan:
+        code = resolve_service(order.ship_method, self.ship_method_map, record=order.number,
+                               description=order.ship_method_description)
+        refs = rules.references(order, self.reference_fields)
+        if not order.packages:
+            raise MissingWeight("the order has no package weight", record=order.number, field="weight")
+        rules.check_ship_to(order.ship_to, record=order.number)
+        return LabelPlan(service_code=code, service_name=SERVICE_CODES[code], references=refs)
+
+    def validate_address(self, address: Address) -> AddressValidation | None:
+        if address.country not in rules.ADDRESS_VALIDATION_COUNTRIES:
+            return None
+        return self.hook.validate_address(address)
+
+    def buy_label(self, order: Order, plan: LabelPlan, *, shipper: Address,
+                  residential: bool | None) -> ShipmentResult:
+        return self.hook.create_shipment(
+            order, service_code=plan.service_code, shipper=shipper, reference=plan.reference,
+            extra_references=plan.references[1:], residential=residential,
+            negotiated_rates=self.negotiated_rates)
+
+    def find_labels(self, plan: LabelPlan) -> ShipmentResult | None:
+        found = [r for r in self.hook.track_by_reference(plan.reference, days_back=REFERENCE_LOOKUP_DAYS,
+                                                          today=date.today())
+                 if plan.reference in r.reference_numbers]
+        if not found:
+            return None
+        numbers = sorted({r.tracking_number for r in found})
+        return ShipmentResult(shipment_id=found[0].shipment_id or numbers[0], tracking_numbers=numbers,
+                              warnings=["label adopted from an earlier attempt; recover the image with UPS "
+                                        "label recovery if it is needed"])
+
+    def void(self, shipment_id: str, tracking_numbers: Iterable[str] = ()) -> bool:
+        return self.hook.void_shipment(shipment_id, list(tracking_numbers))
+
+    def track(self, tracking_number: str) -> TrackingResult:
+        return self.hook.track(tracking_number)

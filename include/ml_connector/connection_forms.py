@@ -1,0 +1,27 @@
+"""Helpers for the connection forms every vendor package declares (Airflow >= 3.2 ``conn-fields``).
+
+Each vendor package has a ``connection.py`` with one ``CONNECTION_FORM`` dict: the provider-info entry of its
+connection type (hook class, labels, placeholders, extra fields). :mod:`ml_connector.provider` collects them
+through :mod:`ml_connector.registry`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def field(label: str, description: str, *, type_: str = "string", default: Any = None,
+          secret: bool = False, **schema: Any) -> dict[str, Any]:
+    """One extra field of a connection form.
+
+    :param secret: masked in the form and in logs (``format: password``).
+    :param schema: more JSON-schema keywords (``pattern``, ``enum``...).
+    """
+    spec: dict[str, Any] = {"type": [type_, "null"], **schema}
+    if default is not None:
+        spec["default"] = default
+    if secret:
+        spec["format"] = "password"  # masked in the form and in logs
+    return {"label": label, "description": description, "schema": spec}
+
+

@@ -1,0 +1,101 @@
+"""The one list of vendors: every ERP and carrier is named here once, and everything else derives from it.
+
+Provider info (connection types and forms), settings validation, the DAG factory, ``make run``/``make demo``
+(which connections to point at which sandbox) and the sandbox server read this module. Entries hold dotted
+paths, imported only when used, so reading the registry (at DAG parse time, say) imports no vendor code.
+
+Adding an ERP is one entry in :data:`ERPS` (see ``docs/adding-an-erp.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ml_connector.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One external system.
+
+    :param name: the registry key, also the package name (``erp/<name>`` or ``carriers/<name>``), the
+        ``erp``/``carrier`` value in the pipeline settings and the sandbox module name.
+    :param kind: ``erp`` or ``carrier``.
+    :param display_name: what people read (DAG docs, UI).
+    :param conn_type: the Airflow connection type it registers.
+    :param default_conn_id: the connection id used when the settings name none.
+    :param hook: dotted path of the hook class.
+    :param implementation: dotted path of the :class:`~ml_connector.erp.protocol.OrderSource` or
+        :class:`~ml_connector.carriers.protocol.Carrier` class.
+    :param connection_form: dotted path of the connection form (``CONNECTION_FORM`` of its ``connection.py``).
+    :param settings: dotted path of the pipeline settings model (ERPs only).
+    """
+
+    name: str
+    kind: Literal["erp", "carrier"]
+    display_name: str
+    conn_type: str
+    default_conn_id: str
+    hook: str
+    implementation: str
+    connection_form: str
+    settings: str | None = None
+
+    def load(self, attribute: str) -> Any:
+        """Import what ``attribute`` (``hook``, ``implementation``, ``connection_form``, ``settings``) names."""
+        return load(getattr(self, attribute))
+
+
+ERPS: dict[str, Vendor] = {
+    vendor.name: vendor for vendor in (
+        Vendor(
+            name="business_central", kind="erp", display_name="Dynamics 365 Business Central",
+            conn_type="business_central", default_conn_id="business_central_default",
+            hook="ml_connector.erp.business_central.hook.BusinessCentralHook",
+            implementation="ml_connector.erp.business_central.source.BusinessCentralSource",
+            connection_form="ml_connector.erp.business_central.connection.CONNECTION_FORM",
+            settings="ml_connector.erp.business_central.source.BusinessCentralSettings",
+        ),
+    )
+}
+
+CARRIERS: dict[str, Vendor] = {
+    vendor.name: vendor for vendor in (
+        Vendor(
+            name="ups", kind="carrier", display_name="UPS",
+            conn_type="ups", default_conn_id="ups_default",
+            hook="ml_connector.carriers.ups.hook.UpsHook",
+            implementation="ml_connector.carriers.ups.carrier.UpsCarrier",
+            connection_form="ml_connector.carriers.ups.connection.CONNECTION_FORM",
+        ),
+    )
+}
+
+
+def vendors() -> list[Vendor]:
+    """Every registered vendor, ERPs first."""
+    return [*ERPS.values(), *CARRIERS.values()]
+
+
+def erp(name: str) -> Vendor:
+    """The ERP called ``name``. :raises ConfigurationError: unknown (the message lists the known ones)."""
+    try:
+        return ERPS[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown ERP {name!r}; known: {', '.join(sorted(ERPS))}") from None
+
+
+def carrier(name: str) -> Vendor:
+    """The carrier called ``name``. :raises ConfigurationError: unknown (the message lists the known ones)."""
+    try:
+        return CARRIERS[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown carrier {name!r}; known: {', '.join(sorted(CARRIERS))}") from None
+
+
+def load(dotted: str) -> Any:
+    """Import ``package.module.attribute``."""
+    module, _, attribute = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
