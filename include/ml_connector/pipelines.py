@@ -32,7 +32,7 @@ DOC = """\
 ### {erp_name} -> {carrier_name}
 
 Every {schedule!r} ({timezone}) this DAG reads the released orders modified in the run's data interval
-(minus {overlap} min of overlap), buys one {carrier_name} label per order and writes the 1Z number back on the order;
+(minus {overlap} min of overlap), buys one {carrier_name} label per order and writes the tracking number back on the order;
 `poll_tracking` then moves the delivery status along from {carrier_name} scans.
 
 * **Lanes**: each map index of `process_order` is one order (or a batch when a run has more than

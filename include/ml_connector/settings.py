@@ -39,7 +39,7 @@ class PipelineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     erp: str
-    carrier: str = "ups"
+    carrier: str = Field(default_factory=lambda: next(iter(registry.CARRIERS)))
     description: str | None = None
     # connections (default: the registry's connection id of the ERP and of the carrier)
     erp_conn_id: str | None = None
@@ -96,10 +96,12 @@ class PipelineSettings(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
+        # the Task SDK timetable accepts any string; the scheduler's validates the expression
         from airflow.sdk import CronDataIntervalTimetable
+        from airflow.serialization.encoders import coerce_to_core_timetable
 
         try:
-            CronDataIntervalTimetable(value, timezone="UTC")
+            coerce_to_core_timetable(CronDataIntervalTimetable(value, timezone="UTC")).validate()
         except Exception as exc:
             raise ValueError(f"'{value}' is not a valid cron expression ({exc})") from None
         return value
