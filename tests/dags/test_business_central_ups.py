@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -170,3 +171,27 @@ def test_backfill_of_two_past_days_processes_each_days_orders_once(pipeline_env,
     dag.test(logical_date=day2 + timedelta(minutes=2))  # reprocess the first day
     assert sandbox.counters("ups")["labels_created"] == labels
     assert {r.state for r in ledger.list(PIPELINE)} == {ShipmentState.WRITTEN_BACK}
+
+
+def test_a_wrong_ups_secret_fails_the_lanes_quarantines_nothing_and_the_fix_labels_everything(
+        pipeline_env, monkeypatch):
+    import json
+
+    sandbox, bc = pipeline_env["sandbox"], pipeline_env["bc"]
+    end = interval_end(8)
+    place_orders(bc, end - timedelta(days=5))
+    place_orders(bc, end - timedelta(minutes=5), numbers=["S-ORD101001", "S-ORD101002"])
+    good = json.loads(os.environ["AIRFLOW_CONN_UPS_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", json.dumps({**good, "password": "wrong-secret"}))
+    dag = load_dag()
+    dr = run_interval(dag, end)
+    ledger = Ledger(pipeline_env["ledger_url"])
+    rows = ledger.list(PIPELINE)
+    assert {r.state for r in rows} == {ShipmentState.EXTRACTED}  # nothing quarantined
+    assert states(dr)[("validate_address", "S-ORD101001")] == "failed"
+    assert sandbox.counters("ups")["labels_created"] == 0
+
+    monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", json.dumps(good))  # the secret is fixed
+    run_interval(dag, end + timedelta(minutes=15))  # the next run re-queues the unfinished orders
+    assert {r.state for r in ledger.list(PIPELINE)} == {ShipmentState.WRITTEN_BACK}
+    assert sandbox.counters("ups")["labels_created"] == 2

@@ -22,7 +22,7 @@ from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryActi
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ml_connector import registry
-from ml_connector.errors import PermanentError, RetryableError
+from ml_connector.errors import AuthenticationError, ConfigurationError, PermanentError, RetryableError
 from ml_connector.ledger import Ledger, ShipmentRow
 from ml_connector.service import AlreadyQuarantined, NothingToDo, ShipmentService
 from ml_connector.settings import PipelineSettings
@@ -71,6 +71,7 @@ class LaneReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (order number, reason)
     retry: list[tuple[str, RetryableError]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    configuration: list[tuple[str, PermanentError]] = field(default_factory=list)
 
 
 class PipelineOperator(BaseOperator):
@@ -120,9 +121,11 @@ class PipelineOperator(BaseOperator):
 class LaneOperator(PipelineOperator):
     """Runs :meth:`process` for every order of a lane, then reports.
 
-    Outcome rules: a :class:`PermanentError` quarantines the order (the ledger row keeps the reason) and, once
-    the other orders are done, fails the task with every reason; a :class:`RetryableError` is recorded and
-    raised after the other orders are done, so that Airflow retries the lane (finished orders are no-ops then).
+    Outcome rules: a configuration or credential error (:class:`ConfigurationError`, :class:`AuthenticationError`)
+    fails the task and quarantines nothing; another :class:`PermanentError` quarantines the order (the ledger row
+    keeps the reason) and, once the other orders are done, fails the task with every reason; a
+    :class:`RetryableError` is recorded and raised after the other orders are done, so that Airflow retries the
+    lane (finished orders are no-ops then).
 
     :param lane: ``{"label": ..., "orders": [[ledger_id, order_number], ...]}`` from ``extract_orders``.
     """
@@ -158,6 +161,10 @@ class LaneOperator(PipelineOperator):
                 return "done", self.process(row, context)
             except NothingToDo as why:
                 return "skipped", f"{row.order_number}: {why}"
+            except (ConfigurationError, AuthenticationError) as exc:
+                # the connection or a setting is wrong, not this order: quarantine nothing, fail the task;
+                # once the configuration is fixed the orders go on by themselves
+                return "configuration", (row.order_number, exc)
             except PermanentError as exc:
                 self.log.error("order %s: %s failed: %s", row.order_number, self.step, exc)
                 self._quarantine(row, exc, actor)
@@ -180,6 +187,11 @@ class LaneOperator(PipelineOperator):
     def _finish(self, report: LaneReport) -> list[dict[str, Any]]:
         for line in report.skipped:
             self.log.info("skipped %s", line)
+        if report.configuration:
+            _number, first = report.configuration[0]
+            self.log.error("%s failed on configuration, not on the orders (none was quarantined): %s",
+                           self.step, first)
+            raise first
         if report.retry:
             summary = "; ".join(f"{n}: {e}" for n, e in report.retry)
             raise RetryableError(f"{len(report.retry)} order(s) hit transient errors; Airflow retries the lane "
