@@ -7,6 +7,18 @@ Messages never contain secrets: they name the record, the field and what to do.
 
 from __future__ import annotations
 
+#: longest value quoted whole in a message a person reads (ledger, logs, UI); what is sent is never cut
+SHOWN_MAX = 200
+
+
+def shown(value: object, limit: int = SHOWN_MAX) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with the full length said, so that a
+    huge field cannot flood the ledger, the task log or the UI."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
+
 
 class ConnectorError(Exception):
     """Base class. ``retryable`` tells callers (and Airflow's retry policy) whether to try again."""

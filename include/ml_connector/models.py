@@ -15,6 +15,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def iso_country(code: str | None) -> str | None:
+    """``code`` upper-cased when it is an ISO 3166-1 alpha-2 country code (pycountry's data), else ``None``."""
+    import pycountry
+
+    text = (code or "").strip().upper()
+    if len(text) != 2 or not text.isalpha():
+        return None
+    return text if pycountry.countries.get(alpha_2=text) is not None else None
+
+
+def iso_subdivision(country: str, code: str | None) -> str | None:
+    """``code`` upper-cased when ``COUNTRY-CODE`` is an ISO 3166-2 subdivision (state, province), else ``None``."""
+    import pycountry
+
+    text = (code or "").strip().upper()
+    if not text:
+        return None
+    return text if pycountry.subdivisions.get(code=f"{country.upper()}-{text}") is not None else None
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -79,3 +79,17 @@ def test_shipper_number_is_six_alphanumerics():
     for bad in ("A1B2C", "A1B2C3D", "A1-2C3", None):
         with pytest.raises(ConfigurationError, match="6-character"):
             rules.check_shipper_number(bad)
+
+
+def test_a_state_that_is_no_iso_subdivision_is_refused():
+    with pytest.raises(RecordError, match="ship-to state 'XY' is not an ISO 3166-2 state/province code of US"):
+        rules.check_ship_to(address(state="XY"), record="SO-1")
+    rules.check_ship_to(address(country="CA", state="on", postal_code="M5W 1A1", city="Toronto"), record="SO-1")
+
+
+def test_a_huge_reference_is_cut_in_the_message_never_in_what_is_sent():
+    huge = "R" * 100_000
+    with pytest.raises(ReferenceTooLong) as caught:
+        rules.references(order(customer_reference=huge), ["customer_reference"])
+    message = str(caught.value)
+    assert len(message) < 600 and "(100000 characters)" in message and "is 100000 characters" in message

@@ -198,7 +198,7 @@ def test_missing_country_takes_the_default_country_when_given():
 
 
 def test_country_that_is_not_iso_two_letters_is_a_record_error():
-    with pytest.raises(RecordError, match="'USA' is not an ISO 3166 two-letter code"):
+    with pytest.raises(RecordError, match="'USA' is not an ISO 3166 two-letter country code"):
         order_of(doc(shipToCountry="USA"))
 
 
@@ -408,3 +408,9 @@ def test_write_back_names_match_the_al_page_and_the_sandbox():
     from ml_connector_sandbox import business_central as sandbox
     assert set(body) == set(sandbox._WRITABLE)
     assert sandbox.WRITEBACK_ROUTE == (bc.WRITEBACK_API_PUBLISHER, bc.WRITEBACK_API_GROUP, bc.WRITEBACK_API_VERSION)
+
+
+def test_an_unknown_country_code_is_a_record_error_naming_the_field():
+    with pytest.raises(RecordError, match="ship-to country 'XX' is not an ISO 3166") as caught:
+        order_of(doc(shipToCountry="XX"))
+    assert caught.value.field == "shipToCountry"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ml_connector.errors import ConfigurationError, UnknownShipMethod
+from ml_connector.errors import ConfigurationError, UnknownShipMethod, shown
 from ml_connector.models import AddressClassification, TrackingStatus
 
 # Shipping.yaml #/components/schemas/Shipment_Service/properties/Code (docs/vendors/ups.md §3). Names are the US-origin
@@ -221,11 +221,11 @@ def resolve_service(ship_method: str | None, ship_method_map: Mapping[str, str],
         if key in SERVICE_CODES:
             return key
     known = ", ".join(sorted(lookup)) or "(none)"
-    shown = repr(ship_method) if ship_method else "(empty)"
+    method = shown(ship_method) if ship_method else "(empty)"
     if description and description.strip() and description != ship_method:
-        shown += f" ({description.strip()!r})"
+        method += f" ({shown(description.strip())})"
     raise UnknownShipMethod(
-        f"shipment method {shown} is not mapped to a UPS service. Known methods: {known}; "
+        f"shipment method {method} is not mapped to a UPS service. Known methods: {known}; "
         f"a UPS service name (Next Day Air) or code (03) also works. Add the method to the pipeline's "
         f"ship_method_map setting or change it on the ERP document.",
         record=record,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ml_connector.errors import ConfigurationError, RecordError, ReferenceTooLong
-from ml_connector.models import Address, Order
+from ml_connector.errors import ConfigurationError, RecordError, ReferenceTooLong, shown
+from ml_connector.models import Address, Order, iso_subdivision
 
 #: ReferenceNumber.Value maxLength (Shipping.yaml ``#/components/schemas/Package_ReferenceNumber`` and
 #: ``Shipment_ReferenceNumber``). A longer reference is refused, never cut: the reference is how the label of
@@ -69,9 +69,14 @@ def check_ship_to(address: Address, *, record: str) -> None:
     if not (address.postal_code or "").strip() and country in POSTAL_CODE_REQUIRED:
         raise RecordError(f"ship-to address has no postal code, which UPS needs for country {country}; enter "
                           "the ship-to post code on the order", record=record, field="ship_to.postal_code")
-    if not (address.state or "").strip() and country in STATE_REQUIRED:
-        raise RecordError(f"ship-to address has no state, which UPS needs for country {country}; enter the "
-                          "ship-to state/province on the order", record=record, field="ship_to.state")
+    if country in STATE_REQUIRED:
+        if not (address.state or "").strip():
+            raise RecordError(f"ship-to address has no state, which UPS needs for country {country}; enter "
+                              "the ship-to state/province on the order", record=record, field="ship_to.state")
+        if iso_subdivision(country, address.state) is None:
+            raise RecordError(f"ship-to state {shown(address.state)} is not an ISO 3166-2 state/province code "
+                              f"of {country}; use the two-letter code (NY, ON...)", record=record,
+                              field="ship_to.state")
     if country in PO_BOX_BLOCKED and any(is_po_box(line) for line in address.lines):
         raise RecordError("UPS does not deliver to PO boxes; use a street address", record=record,
                           field="ship_to.lines")
@@ -89,7 +94,7 @@ def check_reference(value: str, *, record: str, source: str = "reference") -> st
         raise RecordError(f"has no {source} to print on the label", record=record, field="reference")
     if len(text) > REFERENCE_MAX:
         raise ReferenceTooLong(
-            f"the {source} '{text}' is {len(text)} characters; UPS reference numbers hold at most "
+            f"the {source} {shown(text)} is {len(text)} characters; UPS reference numbers hold at most "
             f"{REFERENCE_MAX}. Shorten it in the ERP or leave it out of the pipeline's reference_fields",
             record=record, field="reference")
     return text

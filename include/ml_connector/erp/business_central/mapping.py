@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from ml_connector.errors import MissingWeight, RecordError
-from ml_connector.models import Address, Order, OrderLine, Package, TrackingStatus
+from ml_connector.errors import MissingWeight, RecordError, shown
+from ml_connector.models import Address, Order, OrderLine, Package, TrackingStatus, iso_country
 
 ERP_NAME = "business_central"
 
@@ -248,8 +248,8 @@ def _ship_to(doc: Mapping[str, Any], number: str, default_country: str | None) -
     if not country:
         raise RecordError("ship-to address has no country (shipToCountry is empty); set the Ship-to "
                           "Country/Region Code on the order", record=number, field="shipToCountry")
-    if len(country) != 2 or not country.isalpha():
-        raise RecordError(f"ship-to country {country!r} is not an ISO 3166 two-letter code; use the "
+    if iso_country(country) is None:
+        raise RecordError(f"ship-to country {shown(country)} is not an ISO 3166 two-letter country code; use the "
                           "two-letter Country/Region Code on the order", record=number, field="shipToCountry")
     street = [line for line in (_text(doc.get("shipToAddressLine1")), _text(doc.get("shipToAddressLine2")))
               if line]
