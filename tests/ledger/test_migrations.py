@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from cryptography.fernet import Fernet
 from tests.ledger import release_0_1_schema as release_0_1
 
+from ml_connector import cli
 from ml_connector.ledger import Ledger, ShipmentState, engine, migrations, schema
 from ml_connector.models import Address, Order, Package
 from ml_connector.secrets import SecretStore, load_fernet
@@ -206,3 +207,21 @@ def test_processes_opening_a_new_ledger_at_once_all_succeed(ledger_url: str):
     assert [(status, revision) for status, revision, _ in outcomes] == [("ok", HEAD)] * n
     assert sum(upgrades for _, _, upgrades in outcomes) == 1  # one migrated, the others found it done
     assert _schema_diffs(ledger_url) == []
+
+
+def test_cli_db_current_and_upgrade(ledger_url: str, capsys):
+    _make_release_0_1_ledger(ledger_url, Fernet.generate_key().decode())
+    assert cli.main(["db", "current", "--ledger-url", ledger_url]) == 0
+    assert "tables of release 0.1.0 without a version" in capsys.readouterr().out
+    assert cli.main(["db", "upgrade", "--ledger-url", ledger_url]) == 0
+    assert f"upgraded from {migrations.BASELINE} to {HEAD} (head)" in capsys.readouterr().out
+    assert cli.main(["db", "upgrade", "--ledger-url", ledger_url]) == 0
+    assert f"already at {HEAD} (head)" in capsys.readouterr().out
+    assert cli.main(["db", "current", "--ledger-url", ledger_url]) == 0
+    assert f"{HEAD} (head)" in capsys.readouterr().out
+
+
+def test_cli_db_current_on_an_empty_database(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert cli.main(["db", "current", "--ledger-url", url]) == 0
+    assert "no ledger tables yet" in capsys.readouterr().out
