@@ -30,6 +30,8 @@ def _db(command: str, url: str | None) -> int:
     current = ledger.current_revision()
     if current == head:
         print(f"{ledger}: {current} (head)")
+    elif current is not None and not migrations.is_known(current):
+        print(f"{ledger}: {current}, newer than this release's head {head}")
     elif current is None:
         with ledger.read() as conn:
             unversioned = migrations.has_unversioned_tables(conn)

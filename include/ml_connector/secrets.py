@@ -151,9 +151,8 @@ class SecretStore:
                 break
             self._wait_for_lease(name, needed)
 
-        current = self._cached(row)
         try:
-            value, expires_at = refresh(current)
+            value, expires_at = refresh(self._cached(row))
         except BaseException:
             try:
                 self.ledger.release_secret_lease(name, owner)

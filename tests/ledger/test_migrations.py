@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from tests.ledger import release_0_1_schema as release_0_1
 
 from ml_connector import cli
+from ml_connector.errors import ConfigurationError
 from ml_connector.ledger import Ledger, ShipmentState, engine, migrations, schema
 from ml_connector.models import Address, Order, Package
 from ml_connector.secrets import SecretStore, load_fernet
@@ -225,3 +226,22 @@ def test_cli_db_current_on_an_empty_database(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     assert cli.main(["db", "current", "--ledger-url", url]) == 0
     assert "no ledger tables yet" in capsys.readouterr().out
+
+
+def test_a_ledger_migrated_by_a_newer_release_is_used_as_it_is(ledger_url: str, caplog, capsys):
+    Ledger(ledger_url)
+    eng = _plain_engine(ledger_url)
+    try:
+        with eng.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '9999'"))
+    finally:
+        eng.dispose()
+    engine._SCHEMA_READY.clear()  # as in a new process
+    with caplog.at_level(logging.WARNING, logger="ml_connector.ledger.engine"):
+        ledger = Ledger(ledger_url)
+    assert "schema revision 9999, which this ml-connector (head" in caplog.text
+    assert ledger.inbox_put("webhook", {"a": 1})
+    assert cli.main(["db", "current", "--ledger-url", ledger_url]) == 0
+    assert f"9999, newer than this release's head {HEAD}" in capsys.readouterr().out
+    with pytest.raises(ConfigurationError, match="a newer release migrated it"):
+        cli.main(["db", "upgrade", "--ledger-url", ledger_url])

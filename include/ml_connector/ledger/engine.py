@@ -142,6 +142,11 @@ def _redacted(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def _newer_message(url: sa.URL, current: str, head: str) -> str:
+    return (f"ledger {_redacted(url)} is at schema revision {current}, which this ml-connector (head {head}) "
+            "does not know: a newer release migrated it. Install that release here too.")
+
+
 def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     """Bring the ledger behind ``engine`` to the head revision, under a lock; returns ``(from, to)``.
 
@@ -162,6 +167,8 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
             current = migrations.current_revision(conn)
             if current == head:
                 return current, head
+            if current is not None and not migrations.is_known(current):
+                raise ConfigurationError(_newer_message(engine.url, current, head))
             if current is None and migrations.has_unversioned_tables(conn):
                 migrations.stamp(conn, migrations.BASELINE)
                 current = migrations.BASELINE
@@ -219,12 +226,16 @@ class LedgerBase:
         """Migrate to the head revision unless this process already found the ledger there.
 
         The check reads the version table without a lock; only a ledger that is behind takes the migration
-        lock (see :func:`upgrade_schema`).
+        lock (see :func:`upgrade_schema`). A ledger that a newer release already migrated further is used as
+        it is, with a warning (during a rolling upgrade, tasks of the older release still run).
         """
         key = (os.getpid(), self.url.render_as_string(hide_password=False))
         if key in _SCHEMA_READY:
             return
-        if self.current_revision() != migrations.head_revision():
+        current, head = self.current_revision(), migrations.head_revision()
+        if current is not None and current != head and not migrations.is_known(current):
+            log.warning("%s", _newer_message(self.url, current, head))
+        elif current != head:
             upgrade_schema(self.engine)
         _SCHEMA_READY.add(key)
 

@@ -37,9 +37,19 @@ def config(connection: Connection | None = None) -> Config:
 
 
 @functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(config())
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of this release's revisions (a newer release may have migrated further)."""
+    return any(script.revision == revision for script in _scripts().walk_revisions())
+
+
+@functools.cache
 def head_revision() -> str:
     """The newest revision the code knows (read once per process)."""
-    head = ScriptDirectory.from_config(config()).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:  # pragma: no cover - the package always ships its revisions
         raise RuntimeError(f"no ledger migrations found under {SCRIPT_LOCATION}")
     return head
