@@ -119,7 +119,9 @@ class SecretStore:
     def get_or_refresh(self, name: str, refresh: Callable[[CachedSecret | None], tuple[str, float | None]], *,
                        margin: float = DEFAULT_REFRESH_MARGIN, force: bool = False,
                        stale_value: str | None = None) -> str:
-        """Return a fresh value for ``name``, calling ``refresh`` at most once across all processes.
+        """Return a fresh value for ``name``; of all processes that need one at once, one calls ``refresh``.
+
+        Another process calls it again only if this refresh fails or outlives the lease (``lease_seconds``).
 
         :param refresh: called with the current (stale or missing) entry while this process holds the lease,
             with no database transaction open; returns ``(value, expires_at)``. It may use the old value
