@@ -1,4 +1,4 @@
-"""``ml-connector`` command line: key generation, secret rotation and ledger inspection."""
+"""``ml-connector`` command line: key generation, secret rotation, ledger inspection and migration."""
 
 from __future__ import annotations
 
@@ -8,10 +8,38 @@ import sys
 from cryptography.fernet import Fernet
 
 
-def _ledger(url: str | None):
-    from ml_connector.ledger import Ledger
+def _ledger(url: str | None, *, create_schema: bool = True):
+    from ml_connector.ledger import Ledger, resolve_ledger_url
 
-    return Ledger(url) if url else Ledger.from_airflow()
+    return Ledger(url or resolve_ledger_url(), create_schema=create_schema)
+
+
+def _db(command: str, url: str | None) -> int:
+    from ml_connector.ledger import migrations
+    from ml_connector.ledger.engine import upgrade_schema
+
+    ledger = _ledger(url, create_schema=False)
+    head = migrations.head_revision()
+    if command == "upgrade":
+        before, after = upgrade_schema(ledger.engine)
+        if before == after:
+            print(f"{ledger}: already at {after} (head)")
+        else:
+            print(f"{ledger}: upgraded from {before or 'an empty database'} to {after} (head)")
+        return 0
+    current = ledger.current_revision()
+    if current == head:
+        print(f"{ledger}: {current} (head)")
+    elif current is not None and not migrations.is_known(current):
+        print(f"{ledger}: {current}, newer than this release's head {head}")
+    elif current is None:
+        with ledger.read() as conn:
+            unversioned = migrations.has_unversioned_tables(conn)
+        what = "tables of release 0.1.0 without a version" if unversioned else "no ledger tables yet"
+        print(f"{ledger}: {what}; `ml-connector db upgrade` (or the first task) brings it to {head}")
+    else:
+        print(f"{ledger}: {current}, behind head {head}; `ml-connector db upgrade` (or the first task) upgrades it")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("ledger", help="print the ledger rows of a pipeline with their state and last error")
     show.add_argument("pipeline")
     show.add_argument("--ledger-url")
+    db = sub.add_parser("db", help="the ledger's schema revision (migrations also run on a ledger's first use)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (("upgrade", "bring the ledger schema to the newest revision"),
+                       ("current", "print the ledger's schema revision and whether it is the newest")):
+        db_sub.add_parser(name, help=text).add_argument(
+            "--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
     args = parser.parse_args(argv)
 
     if args.command == "generate-key":
@@ -37,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         count = SecretStore(_ledger(args.ledger_url)).rotate()
         print(f"re-encrypted {count} secret(s) with the first key")
         return 0
+    if args.command == "db":
+        return _db(args.db_command, args.ledger_url)
     if args.command == "ledger":
         rows = _ledger(args.ledger_url).list(args.pipeline)
         for row in rows:

@@ -4,27 +4,37 @@ Values are encrypted with ``cryptography``'s MultiFernet. Keys come from ``ML_CO
 (comma-separated): the first key encrypts, every key decrypts, so a new key can be put in front and
 ``ml-connector rotate-secrets`` re-encrypts the rows without downtime.
 
-:meth:`SecretStore.get_or_refresh` is the token cache: a valid cached value is returned without a lock; an
-expired (or soon to expire) one is refreshed under a database lock (``SELECT ... FOR UPDATE`` on PostgreSQL,
-``BEGIN IMMEDIATE`` on SQLite), and the value is read again after the lock is taken, so N processes that find
-the token stale at the same moment make exactly one token request.
+:meth:`SecretStore.get_or_refresh` is the token cache. A valid cached value is returned after one read. A stale
+or missing one is refreshed by exactly one process at a time, which holds a short *lease* on the row (taken
+and given back in short transactions of their own): the token request itself runs with no transaction open,
+so other ledger writers never wait for a token endpoint. The other processes poll the row until the lease
+holder has stored the new value (or its lease expired: a crashed holder's lease is taken over), so N processes
+that find the token stale at the same moment make exactly one token request.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from ml_connector.errors import ConfigurationError
-from ml_connector.ledger import Ledger, schema
+from ml_connector.ledger import Ledger
+from ml_connector.ledger.secrets import Lease, SecretRow
+
+log = logging.getLogger(__name__)
 
 KEYS_ENV = "ML_CONNECTOR_FERNET_KEYS"
 DEFAULT_REFRESH_MARGIN = 300.0  # refresh 5 minutes early: a 1-hour UPS token is used for 55 minutes
+#: How long a refresh may hold the lease before another process may take it over (and refresh again).
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -65,11 +75,19 @@ class SecretStore:
 
     :param ledger: the ledger whose database holds the rows.
     :param fernet: encryption keys; default from ``$ML_CONNECTOR_FERNET_KEYS``.
+    :param lease_seconds: how long one refresh may hold the lease; after that, a waiting process takes it over
+        and refreshes itself (the holder is presumed dead). Keep it above the refresh's own time-out.
     """
 
-    def __init__(self, ledger: Ledger, fernet: MultiFernet | None = None) -> None:
+    #: first and longest pause while another process holds the lease (the pause grows by half each time)
+    poll_initial_seconds = 0.05
+    poll_max_seconds = 1.0
+
+    def __init__(self, ledger: Ledger, fernet: MultiFernet | None = None, *,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.ledger = ledger
         self.fernet = fernet or load_fernet()
+        self.lease_seconds = lease_seconds
 
     def _decrypt(self, name: str, ciphertext: str) -> str:
         try:
@@ -80,43 +98,35 @@ class SecretStore:
                 "`ml-connector rotate-secrets` re-encrypted the rows. Put the old key back (after the new one)."
             ) from None
 
-    def _row(self, conn, name: str, *, lock: bool = False):
-        stmt = sa.select(schema.secrets.c.ciphertext, schema.secrets.c.expires_at).where(
-            schema.secrets.c.name == name)
-        if lock and self.ledger.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        return conn.execute(stmt).first()
+    def _encrypt(self, value: str) -> str:
+        return self.fernet.encrypt(value.encode()).decode()
+
+    def _cached(self, row: SecretRow | None) -> CachedSecret | None:
+        if row is None or row.ciphertext is None:
+            return None
+        return CachedSecret(self._decrypt(row.name, row.ciphertext), row.expires_at)
 
     def get(self, name: str) -> CachedSecret | None:
         """The stored value, or ``None``."""
-        with self.ledger.read() as conn:
-            row = self._row(conn, name)
-        if row is None or row.ciphertext is None:
-            return None
-        return CachedSecret(self._decrypt(name, row.ciphertext), row.expires_at)
-
-    def _write(self, conn, name: str, value: str, expires_at: float | None) -> None:
-        token = self.fernet.encrypt(value.encode()).decode()
-        stmt = self.ledger._insert(schema.secrets).values(name=name, ciphertext=token, expires_at=expires_at)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["name"],
-            set_={"ciphertext": token, "expires_at": expires_at, "updated_at": sa.func.current_timestamp()}))
+        return self._cached(self.ledger.secret(name))
 
     def put(self, name: str, value: str, *, expires_at: float | None = None) -> None:
-        with self.ledger.write() as conn:
-            self._write(conn, name, value, expires_at)
+        self.ledger.put_secret(name, self._encrypt(value), expires_at)
 
     def delete(self, name: str) -> None:
-        with self.ledger.write() as conn:
-            conn.execute(schema.secrets.delete().where(schema.secrets.c.name == name))
+        self.ledger.delete_secret(name)
 
     def get_or_refresh(self, name: str, refresh: Callable[[CachedSecret | None], tuple[str, float | None]], *,
                        margin: float = DEFAULT_REFRESH_MARGIN, force: bool = False,
                        stale_value: str | None = None) -> str:
-        """Return a fresh value for ``name``, calling ``refresh`` at most once across all processes.
+        """Return a fresh value for ``name``; of all processes that need one at once, one calls ``refresh``.
 
-        :param refresh: called under the lock with the current (stale or missing) entry; returns
-            ``(value, expires_at)``. It may use the old value (e.g. a rotating refresh token).
+        Another process calls it again only if this refresh fails or outlives the lease (``lease_seconds``).
+
+        :param refresh: called with the current (stale or missing) entry while this process holds the lease,
+            with no database transaction open; returns ``(value, expires_at)``. It may use the old value
+            (e.g. a rotating refresh token) and may store other secrets with :meth:`put`. If it raises, the
+            lease is given back and the exception propagates.
         :param margin: seconds before expiry at which a value counts as stale.
         :param force: refresh even if the cached value looks fresh (after a 401) — unless another process
             already replaced ``stale_value`` in the meantime, in which case its new value is returned.
@@ -126,37 +136,61 @@ class SecretStore:
             cached = self.get(name)
             if cached is not None and cached.fresh(margin):
                 return cached.value
-        with self.ledger.write() as conn:
-            if self.ledger.dialect == "postgresql":
-                # make sure a row exists to lock, then lock it: concurrent refreshers queue here
-                conn.execute(self.ledger._insert(schema.secrets).values(name=name, ciphertext=None)
-                             .on_conflict_do_nothing(index_elements=["name"]))
-            row = self._row(conn, name, lock=True)
-            current = None
-            if row is not None and row.ciphertext is not None:
-                current = CachedSecret(self._decrypt(name, row.ciphertext), row.expires_at)
-            if current is not None and current.fresh(margin):
-                if not force or (stale_value is not None and current.value != stale_value):
-                    return current.value  # another process refreshed while we waited for the lock
-            value, expires_at = refresh(current)
-            self._write(conn, name, value, expires_at)
-            return value
+
+        def needed(row: SecretRow) -> bool:
+            current = self._cached(row)
+            if current is None or not current.fresh(margin):
+                return True
+            # fresh: a forced refresh still goes ahead unless the rejected value was replaced meanwhile
+            return force and (stale_value is None or current.value == stale_value)
+
+        owner = _lease_owner()
+        while True:
+            row, lease = self.ledger.take_secret_lease(name, owner, ttl=self.lease_seconds, needed=needed)
+            if lease is Lease.NOT_NEEDED:
+                return self._cached(row).value  # another process stored a fresh value
+            if lease is Lease.TAKEN:
+                break
+            self._wait_for_lease(name, needed)
+
+        try:
+            value, expires_at = refresh(self._cached(row))
+        except BaseException:
+            try:
+                self.ledger.release_secret_lease(name, owner)
+            except Exception:  # keep the refresh's own error; the lease expires by itself
+                log.warning("could not release the refresh lease of secret '%s'", name, exc_info=True)
+            raise
+        self.ledger.put_secret(name, self._encrypt(value), expires_at, lease_owner=owner)
+        return value
+
+    def _wait_for_lease(self, name: str, needed: Callable[[SecretRow], bool]) -> None:
+        """Poll (without locks) until the lease holder stored a good value, released, or let its lease expire.
+
+        Bounded by the holder's lease: once it expires, the row no longer counts as leased.
+        """
+        delay = self.poll_initial_seconds
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 1.5, self.poll_max_seconds)
+            row = self.ledger.secret(name)
+            if row is None or not row.leased() or not needed(row):
+                return
 
     def rotate(self) -> int:
         """Re-encrypt every row with the first key; returns how many rows were rewritten."""
-        count = 0
-        with self.ledger.write() as conn:
-            rows = conn.execute(sa.select(schema.secrets.c.name, schema.secrets.c.ciphertext)).all()
-            for name, ciphertext in rows:
-                if ciphertext is None:
-                    continue
-                try:
-                    rotated = self.fernet.rotate(ciphertext.encode()).decode()
-                except InvalidToken:
-                    raise ConfigurationError(
-                        f"secret '{name}' cannot be decrypted with any key in {KEYS_ENV}; nothing was rotated"
-                    ) from None
-                conn.execute(schema.secrets.update().where(schema.secrets.c.name == name)
-                             .values(ciphertext=rotated))
-                count += 1
-        return count
+
+        def rotate_one(name: str, ciphertext: str) -> str:
+            try:
+                return self.fernet.rotate(ciphertext.encode()).decode()
+            except InvalidToken:
+                raise ConfigurationError(
+                    f"secret '{name}' cannot be decrypted with any key in {KEYS_ENV}; nothing was rotated"
+                ) from None
+
+        return self.ledger.rewrite_secrets(rotate_one)
+
+
+def _lease_owner() -> str:
+    """Who holds a lease: host, process and thread, plus a random part so that no two calls share one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:12]}"[:200]

@@ -21,10 +21,10 @@ def refuse(*args, **kwargs):
     raise RuntimeError("DAG parsing opened a network connection")
 socket.socket.connect = refuse
 socket.create_connection = refuse
-import ml_connector.ledger.store as store
+import ml_connector.ledger.engine as engine
 def no_ledger(*args, **kwargs):
     raise RuntimeError("DAG parsing opened the ledger")
-store.get_engine = no_ledger
+engine.get_engine = no_ledger
 from airflow.models import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({

@@ -1,4 +1,8 @@
-"""Ledger tables (SQLAlchemy Core). Created idempotently on first use; same schema on SQLite and PostgreSQL."""
+"""Ledger tables (SQLAlchemy Core) as of the newest migration, and the shipment state machine.
+
+The tables are created and changed by the Alembic revisions in ``migrations/versions`` (run on first use of a
+ledger); this module describes the result, which the code queries. Same schema on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ metadata = sa.MetaData()
 
 
 class ShipmentState(enum.StrEnum):
-    """States of one ERP document in one pipeline (docs/architecture.md, "Exactly once")."""
+    """States of one ERP document in one pipeline (docs/architecture.md, "Exactly once"); :data:`TRANSITIONS`
+    lists the allowed moves."""
 
     EXTRACTED = "extracted"
     ADDRESS_OK = "address_ok"
@@ -158,4 +163,10 @@ secrets = sa.Table(
     sa.Column("ciphertext", sa.Text),
     sa.Column("expires_at", sa.Float),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # revision 0002: the process refreshing the value holds the lease until it stores the new one
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_expires_at", sa.Float),
+    # revision 0002: the issuer refused a refresh; do not ask again before ``refused_until``
+    sa.Column("refused_until", sa.Float),
+    sa.Column("refused_reason", sa.Text),
 )

@@ -1,0 +1,1 @@
+"""Revision scripts of the ledger schema (one file per revision, oldest first)."""
