@@ -27,12 +27,14 @@ from airflow.providers.http.hooks.http import HttpHook
 from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 
 from ml_connector import http
-from ml_connector.errors import ConfigurationError, api_error
+from ml_connector.errors import ApiError, AuthenticationError, ConfigurationError, api_error
 from ml_connector.hooks.auth import AuthStyle, ClientCredentialsAuth, TokenAuth
 from ml_connector.ledger import Ledger
 from ml_connector.secrets import SecretStore
 
 DEFAULT_TIMEOUT = (10.0, 60.0)
+#: the UI "Test" button should answer in seconds: two tries, short waits, no long Retry-After
+CHECK_RETRY = http.RetryPolicy(attempts=2, backoff=0.2, max_backoff=1.0, max_retry_after=5.0)
 #: connection extras that configure the transport (``HttpHook``'s names); everything else is data for the hook
 TRANSPORT_EXTRAS = ("verify", "verify_ssl", "proxies", "proxy", "cert", "timeout", "trust_env")
 _TRUE = ("true", "1", "yes", "on")
@@ -357,3 +359,22 @@ class ConnectorHook(HttpHook):
         if not isinstance(auth, TokenAuth):
             raise TypeError(f"{type(self).__name__} does not authenticate with a token")
         return auth.token(force=force, rejected=rejected)
+
+    # -- Airflow UI ------------------------------------------------------------------------------------------
+
+    def check_failure_message(self, exc: Exception, *, label: str) -> str:
+        """What the UI "Test" button shows for a failed check: the vendor's refusal, the unreachable host, or
+        the missing setting.
+
+        :param exc: the error of the check.
+        :param label: the vendor's name for people (``"UPS"``).
+        """
+        if isinstance(exc, http.TransportError):
+            tries = "1 try" if exc.attempts == 1 else f"{exc.attempts} tries"
+            return f"Could not reach {label} at {exc.origin}: {exc.reason} ({tries})"
+        if isinstance(exc, AuthenticationError | ConfigurationError):
+            return exc.message
+        if isinstance(exc, ApiError):
+            status = f"HTTP {exc.status}" if exc.status is not None else "an error"
+            return f"{label} answered {status}: {exc.message}"
+        return f"{label}: {type(exc).__name__}: {exc}"

@@ -7,6 +7,7 @@ starts from a reset sandbox (seed reloaded, knobs and counters back to defaults)
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -273,22 +274,38 @@ def test_replaying_a_delivery_patch_is_a_no_op(hook, bc):
 # -- Airflow UI ------------------------------------------------------------------------------------------
 
 
-def test_test_connection_names_the_company_and_environment(hook):
+def test_test_connection_names_the_company_and_environment(hook, bc):
     ok, message = hook.test_connection()
     assert ok is True
     assert SEED["company"]["displayName"] in message
     assert SEED["environment"] in message
+    assert bc.url(VENDOR) in message and "valid for" in message
 
 
-def test_test_connection_with_a_wrong_company_fails(make_hook, connect):
-    connect(company_id="00000000-0000-0000-0000-00000000beef")
-    ok, message = make_hook().test_connection()
-    assert ok is False
-    assert "00000000-0000-0000-0000-00000000beef" in message
-
-
-def test_test_connection_with_a_wrong_secret_hides_it(make_hook, connect):
+def test_test_connection_checks_the_secret_not_the_cached_token(make_hook, connect, bc):
+    """The bug this guards against: "Connected" with a wrong secret while a good token sat in the ledger."""
+    good = make_hook().get_token()
     connect(password="wrong-secret")
-    ok, message = make_hook().test_connection()
+    hook = make_hook()
+    ok, message = hook.test_connection()
     assert ok is False
-    assert "business_central_default" in message and "wrong-secret" not in message
+    assert message.startswith("Entra refused the client credentials of connection 'business_central_default'")
+    assert "Invalid client secret" in message and "wrong-secret" not in message
+    assert hook.secret_store.get(hook.token_cache_key).value == good  # left alone
+    assert counters(bc)["token_errors"] == 1
+
+
+def test_test_connection_neither_reads_nor_writes_the_token_cache(connect, bc):
+    hook = BusinessCentralHook(retry=FAST)  # no ledger given: touching the cache would open the default one
+    assert hook.test_connection()[0] is True
+    assert hook._ledger is None and hook._secret_store is None
+    assert counters(bc)["tokens_issued"] == 1
+
+
+def test_test_connection_names_an_unreachable_host(make_hook, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("AIRFLOW_CONN_BUSINESS_CENTRAL_DEFAULT", bc_connection(closed))
+    ok, message = make_hook().test_connection()
+    assert ok is False and message.startswith(f"Could not reach Business Central at {closed}: connection refused")

@@ -28,7 +28,7 @@ from ml_connector import http
 from ml_connector.carriers import ups as mapping
 from ml_connector.errors import AuthenticationError, ConfigurationError
 from ml_connector.hooks.auth import AuthStyle
-from ml_connector.hooks.base import ConnectorHook
+from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
 
 DEFAULT_HOST = "https://onlinetools.ups.com"
@@ -103,15 +103,16 @@ class UpsHook(ConnectorHook):
         """Client-credentials bearer token from the shared ledger cache."""
         return self.client_credentials_auth()
 
-    def fetch_token(self) -> tuple[str, float]:
+    def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
         """Request a new token with the connection's client id/secret, bypassing the cache.
 
+        :param retry: retry policy of this one request (default: the hook's).
         :return: ``(access_token, expires_at_epoch)``.
         :raises AuthenticationError: UPS refused the client id/secret.
         """
         client_id, client_secret = self.credentials()
         response = self.send(
-            "POST", f"{self.host}{TOKEN_PATH}", idempotent=True,
+            "POST", f"{self.host}{TOKEN_PATH}", idempotent=True, retry=retry or self.retry,
             auth=(client_id, client_secret),
             headers={"x-merchant-id": self.account_number, "Content-Type": "application/x-www-form-urlencoded"},
             data={"grant_type": "client_credentials"},
@@ -222,14 +223,21 @@ class UpsHook(ConnectorHook):
     # -- Airflow UI ----------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI "Test" button: request a token with the connection's credentials (one token request)."""
+        """The UI "Test" button: request a new token with the connection's client id/secret.
+
+        The cached token is neither read nor replaced: a wrong secret fails here even while a good token from
+        before sits in the ledger.
+
+        :return: ``(ok, message)``: what was reached (host, account, token lifetime), or why not.
+        """
         try:
-            _token, expires_at = self.fetch_token()
+            _token, expires_at = self.fetch_token(retry=CHECK_RETRY)
+            account = self.account_number
         except Exception as exc:  # the message is what the person reads in the UI
-            return False, f"UPS token request failed: {exc}"
+            return False, self.check_failure_message(exc, label="UPS")
         minutes = max(0, int((expires_at - time.time()) / 60))
-        return True, (f"Authenticated with UPS at {self.host} for account {self.account_number}; "
-                      f"the token is valid for {minutes} minutes")
+        return True, (f"Authenticated with UPS at {self.host} as client '{self.connection.login}' for account "
+                      f"{account}; a new token is valid for {minutes} minutes")
 
 
 def _token_expiry(body: dict[str, Any], *, now: float | None = None) -> float:

@@ -25,7 +25,7 @@ from ml_connector import http
 from ml_connector.erp.business_central.mapping import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
 from ml_connector.hooks.auth import AuthStyle
-from ml_connector.hooks.base import ConnectorHook
+from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
 
 DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -136,15 +136,17 @@ class BusinessCentralHook(ConnectorHook):
         """Client-credentials bearer token from the shared ledger cache."""
         return self.client_credentials_auth()
 
-    def fetch_token(self) -> tuple[str, float]:
+    def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
         """Request a new Entra token with the connection's client id/secret, bypassing the cache.
 
+        :param retry: retry policy of this one request (default: the hook's).
         :return: ``(access_token, expires_at_epoch)``.
         :raises AuthenticationError: Entra refused the credentials (its error text is in the message).
         """
         client_id, client_secret = self.credentials()
         response = self.send(
             "POST", f"{self.authority}/{self.tenant_id}/oauth2/v2.0/token", idempotent=True,
+            retry=retry or self.retry,
             data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
                   "scope": SCOPE},
         )
@@ -253,10 +255,31 @@ class BusinessCentralHook(ConnectorHook):
     # -- Airflow UI ----------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI "Test" button: read the configured company."""
+        """The UI "Test" button: a new Entra token with the connection's client id/secret, then the company
+        read with that token.
+
+        The cached token is neither read nor replaced: a wrong secret fails here even while a good token from
+        before sits in the ledger.
+
+        :return: ``(ok, message)``: what was reached (host, company, environment, token lifetime), or why not.
+        """
         try:
-            company = self.get_company()
-        except Exception as exc:
-            return False, f"Business Central: {exc}"
+            token, expires_at = self.fetch_token(retry=CHECK_RETRY)
+            response = self.send("GET", self.company_url, retry=CHECK_RETRY,
+                                 headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
+            body = http.json_or_text(response) if response.content else None
+            if response.status_code != 200:
+                raise parse_error(response.status_code, body)
+        except ApiError as exc:
+            if exc.status == 404 and not isinstance(exc, AuthenticationError):
+                return False, (f"Business Central at {self.base_url} accepted the credentials but has no company "
+                               f"'{self.company_id}' in environment '{self.environment}' of tenant "
+                               f"'{self.tenant_id}': {exc.message}")
+            return False, self.check_failure_message(exc, label="Business Central")
+        except Exception as exc:  # the message is what the person reads in the UI
+            return False, self.check_failure_message(exc, label="Business Central")
+        company = body if isinstance(body, dict) else {}
         name = company.get("displayName") or company.get("name") or self.company_id
-        return True, f"Connected to company '{name}' in environment '{self.environment}'"
+        minutes = max(0, int((expires_at - time.time()) / 60))
+        return True, (f"Connected to company '{name}' in environment '{self.environment}' at {self.base_url} "
+                      f"(tenant {self.tenant_id}); a new token is valid for {minutes} minutes")
