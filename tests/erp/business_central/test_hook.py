@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from tests.hooks.loopback import Answer, Loopback
 
 from ml_connector import http
 from ml_connector.erp.business_central.hook import BusinessCentralHook
@@ -309,3 +310,29 @@ def test_test_connection_names_an_unreachable_host(make_hook, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BUSINESS_CENTRAL_DEFAULT", bc_connection(closed))
     ok, message = make_hook().test_connection()
     assert ok is False and message.startswith(f"Could not reach Business Central at {closed}: connection refused")
+
+
+def test_entra_busy_is_retryable_not_a_refused_secret(make_hook, connect):
+    with Loopback() as entra:  # an Entra that answers 503 to everything
+        entra.route("POST", f"/{SEED['tenant_id']}/oauth2/v2.0/token",
+                    lambda r: Answer(503, {"error": "temporarily_unavailable", "error_description": "busy"}))
+        connect(authority=entra.url)
+        with pytest.raises(RetryableApiError) as caught:
+            make_hook().get_token()
+    assert caught.value.status == 503 and caught.value.retryable
+    assert not isinstance(caught.value, AuthenticationError)
+    assert len(entra.requests) == FAST.attempts
+
+
+def test_test_connection_with_a_wrong_company_fails(make_hook, connect):
+    connect(company_id="00000000-0000-0000-0000-00000000beef")
+    ok, message = make_hook().test_connection()
+    assert ok is False
+    assert "00000000-0000-0000-0000-00000000beef" in message
+
+
+def test_test_connection_with_a_wrong_secret_hides_it(make_hook, connect):
+    connect(password="wrong-secret")
+    ok, message = make_hook().test_connection()
+    assert ok is False
+    assert "business_central_default" in message and "wrong-secret" not in message

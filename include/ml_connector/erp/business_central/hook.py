@@ -142,6 +142,7 @@ class BusinessCentralHook(ConnectorHook):
         :param retry: retry policy of this one request (default: the hook's).
         :return: ``(access_token, expires_at_epoch)``.
         :raises AuthenticationError: Entra refused the credentials (its error text is in the message).
+        :raises RetryableApiError: Entra answered 429/5xx after the retries.
         """
         client_id, client_secret = self.credentials()
         response = self.send(
@@ -153,6 +154,9 @@ class BusinessCentralHook(ConnectorHook):
         body = http.json_or_text(response)
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = parse_error(response.status_code, body)
+            if error.retryable:  # 429/5xx that outlasted the retries: Entra is busy, the secret may be fine
+                raise api_error(f"Entra token request failed ({error.message})", vendor="business_central",
+                                status=response.status_code, code=error.code)
             raise AuthenticationError(
                 f"Entra refused the client credentials of connection '{self.conn_id}' ({error.message})",
                 vendor="business_central", status=response.status_code, code=error.code)
