@@ -202,7 +202,7 @@ def _fingerprint(value: str) -> str:
 
 
 def _oauth_error(body: Any) -> tuple[str | None, str | None]:
-    """``(error, error_description)`` of an OAuth error answer (RFC 6749 §5.2)."""
+    """``(error, error_description)`` of an OAuth error answer (``{"error": "invalid_grant", ...}``)."""
     if isinstance(body, dict):
         error = body.get("error")
         description = body.get("error_description") or body.get("message")
@@ -318,7 +318,7 @@ class RotatingRefreshTokenAuth(TokenAuth):
             # an entry without an access token is stale at once: the next call refreshes with the new token
             return json.dumps(entry), (expires_at if usable else 0.0)
         if response.status_code == 200 and expires_at is not None:
-            # no new refresh token: the server kept the old one valid (RFC 6749 §6)
+            # no new refresh token: OAuth lets a server keep the old one valid, so keep using it
             http.mask(access)
             entry = {"refresh_token": refresh_token, "seed": seed, "access_token": access}
             return json.dumps(entry), expires_at

@@ -35,8 +35,6 @@ from ml_connector.secrets import SecretStore
 DEFAULT_TIMEOUT = (10.0, 60.0)
 #: the UI "Test" button should answer in seconds: two tries, short waits, no long Retry-After
 CHECK_RETRY = http.RetryPolicy(attempts=2, backoff=0.2, max_backoff=1.0, max_retry_after=5.0)
-#: connection extras that configure the transport (``HttpHook``'s names); everything else is data for the hook
-TRANSPORT_EXTRAS = ("verify", "verify_ssl", "proxies", "proxy", "cert", "timeout", "trust_env")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 

@@ -94,6 +94,7 @@ class UpsHook(ConnectorHook):
 
     @property
     def token_cache_key(self) -> str:
+        """``ups:token:<host>:<client id>`` (not a secret)."""
         client_id, _ = self.credentials()
         return f"ups:token:{self.host}:{client_id}"
 
