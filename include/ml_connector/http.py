@@ -5,9 +5,11 @@ Retries (tenacity): 429, 502, 503, 504 and connection errors, with exponential b
 (UPS sends none; ShipStation sends ``X-Rate-Limit-Reset``).
 
 A non-idempotent request (UPS Ship: it buys a label) is never retried blindly: it is retried only when it
-provably did not reach the server (connection refused, connect timeout) or was refused with 429. A read
-timeout, a dropped connection or a 5xx after sending raises :class:`~ml_connector.errors.AmbiguousRequestError`
-so that the caller looks the result up before sending it again.
+provably did not reach the server or was refused with 429. "Provably" is decided on the exception types of
+urllib3/requests (a refused connection, a name that does not resolve, a connect timeout, also behind a proxy),
+never on message text. A read timeout, a dropped connection or a 5xx after sending raises
+:class:`~ml_connector.errors.AmbiguousRequestError` so that the caller looks the result up before sending it
+again.
 
 Logs show method, URL path, status and duration — never headers, bodies or query strings that may carry secrets.
 """
@@ -17,13 +19,14 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import tenacity
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from ml_connector import __version__
@@ -59,13 +62,18 @@ DEFAULT_RETRY = RetryPolicy()
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-def new_session(*, pool_size: int = 16) -> requests.Session:
+def new_session(*, pool_size: int = 16, adapter: HTTPAdapter | None = None) -> requests.Session:
     """A ``requests.Session`` with a connection pool sized for bounded concurrency and our User-Agent.
 
     Retries are done by :func:`send`, not by urllib3, so that every wait is logged and jittered the same way.
+
+    :param pool_size: connections kept per host.
+    :param adapter: the transport adapter to mount for ``http://`` and ``https://`` instead of a plain
+        ``HTTPAdapter`` (hooks pass a TCP keep-alive adapter); it must not retry (``max_retries=0``).
     """
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    if adapter is None:
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -102,6 +110,28 @@ def retry_after_seconds(response: requests.Response, *, now: float | None = None
     return None
 
 
+class TransportError(RetryableError):
+    """No answer at all (refused, unresolvable, timed out, dropped) after the retries.
+
+    :param message: where and why, for logs and the UI.
+    :param reason: the short reason alone (``"connection refused"``, ``"name not resolved"``...).
+    :param url: the URL without query string (:func:`safe_url`).
+    :param attempts: how many tries were made.
+    """
+
+    def __init__(self, message: str, *, reason: str, url: str = "", attempts: int = 1) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.url = url
+        self.attempts = attempts
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` of :attr:`url`."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else self.url
+
+
 class _RetryableResponse(Exception):
     def __init__(self, response: requests.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
@@ -109,19 +139,65 @@ class _RetryableResponse(Exception):
 
 
 class _RetryableTransport(Exception):
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
+    def __init__(self, cause: Exception, reason: str) -> None:
+        super().__init__(reason)
         self.cause = cause
+        self.reason = reason
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps: ``__cause__``, ``__context__``, the first argument
+    (``requests`` wraps urllib3's ``MaxRetryError`` there), ``.reason`` (``MaxRetryError``) and
+    ``.original_error`` (urllib3's ``ProxyError``)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
+                      getattr(current, "original_error", None), *current.args[:2]])
+
+
+#: Failures that happen before a single byte of the request went out (refused, unresolvable, connect timeout).
+_NOT_SENT = (urllib3.exceptions.NewConnectionError,  # includes NameResolutionError
+             urllib3.exceptions.ConnectTimeoutError,
+             requests.ConnectTimeout)
+#: Failures after the connection was up: the server may have received (and acted on) the request.
+_MAYBE_SENT = (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError, requests.ReadTimeout)
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request provably never reached the server (safe to retry even a POST)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        text = repr(exc.args[0]) if exc.args else ""
-        return "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
-    return False
+    """True when the request provably never reached the server (safe to retry even a POST).
+
+    Decided on exception types, not messages: a connect timeout, a refused connection or a name that does not
+    resolve (urllib3 ``NewConnectionError``/``NameResolutionError``/``ConnectTimeoutError``, also behind a
+    proxy) is "never sent"; a read timeout or a dropped connection anywhere in the chain is not.
+    """
+    causes = list(_causes(exc))
+    if any(isinstance(c, _MAYBE_SENT) for c in causes):
+        return False
+    return any(isinstance(c, _NOT_SENT) for c in causes)
+
+
+def describe_transport_error(exc: BaseException) -> str:
+    """A short reason for a person ("connection refused", "name not resolved", "read timeout", ...)."""
+    causes = list(_causes(exc))
+    for kind, reason in ((urllib3.exceptions.NameResolutionError, "name not resolved"),
+                         (ConnectionRefusedError, "connection refused"),
+                         (urllib3.exceptions.ReadTimeoutError, "read timeout"),
+                         (requests.ReadTimeout, "read timeout"),
+                         (urllib3.exceptions.ConnectTimeoutError, "connect timeout"),
+                         (requests.ConnectTimeout, "connect timeout"),
+                         (requests.exceptions.SSLError, "TLS handshake failed"),
+                         (urllib3.exceptions.ProxyError, "proxy unreachable"),
+                         (urllib3.exceptions.NewConnectionError, "cannot connect"),
+                         (urllib3.exceptions.ProtocolError, "connection dropped")):
+        if any(isinstance(c, kind) for c in causes):
+            return reason
+    return type(exc).__name__
 
 
 def _wait(policy: RetryPolicy):
@@ -147,7 +223,8 @@ def send(session: requests.Session, method: str, url: str, *, vendor: str, idemp
     :param idempotent: defaults to True for GET/HEAD/PUT/DELETE/OPTIONS and False for POST/PATCH.
         Pass ``True`` for a POST that only reads (OAuth token, address validation).
     :raises AmbiguousRequestError: a non-idempotent request may have taken effect but no answer came back.
-    :raises RetryableError: connection errors or timeouts that outlasted the retries.
+    :raises TransportError: connection errors or timeouts that outlasted the retries (a
+        :class:`~ml_connector.errors.RetryableError`).
     """
     method = method.upper()
     if idempotent is None:
@@ -159,11 +236,12 @@ def send(session: requests.Session, method: str, url: str, *, vendor: str, idemp
         try:
             response = session.request(method, url, headers=headers, timeout=timeout, **kwargs)
         except requests.RequestException as exc:
+            reason = f"{describe_transport_error(exc)} ({type(exc).__name__})"
             if idempotent or _never_sent(exc):
-                log.warning("%s failed (%s); will retry", where, type(exc).__name__)
-                raise _RetryableTransport(exc) from exc
+                log.warning("%s failed: %s; will retry", where, reason)
+                raise _RetryableTransport(exc, reason) from exc
             raise AmbiguousRequestError(
-                f"{where}: no answer ({type(exc).__name__}); the request may have taken effect"
+                f"{where}: no answer ({reason}); the request may have taken effect"
             ) from None
         elapsed = (time.monotonic() - started) * 1000
         log.info("%s -> %s in %.0f ms", where, response.status_code, elapsed)
@@ -198,7 +276,9 @@ def send(session: requests.Session, method: str, url: str, *, vendor: str, idemp
     except _RetryableResponse as exc:
         return exc.response  # retries used up: the caller turns the status into a RetryableApiError
     except _RetryableTransport as exc:
-        raise RetryableError(f"{where}: {type(exc.cause).__name__} after {retry.attempts} attempts") from None
+        raise TransportError(f"{where}: {exc.reason} after {retry.attempts} attempts",
+                             reason=describe_transport_error(exc.cause), url=safe_url(url),
+                             attempts=retry.attempts) from None
 
 
 def mask(value: str | None) -> None:

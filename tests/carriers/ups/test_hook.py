@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import socket
 import time
 from decimal import Decimal
 
@@ -184,9 +185,50 @@ def test_void(hook):
     assert hook.track(result.tracking_numbers[0]).status is TrackingStatus.VOIDED
 
 
-def test_test_connection_reports_the_account(hook):
+def test_test_connection_reports_the_account(hook, ups):
     ok, message = hook.test_connection()
     assert ok and UPS_ACCOUNT in message
+    assert ups.url("ups") in message and "test-client-id" in message and "valid for" in message
+
+
+def wrong_secret(ups, monkeypatch) -> None:
+    conn = json.loads(ups_connection(ups.url("ups")))
+    conn["password"] = "wrong-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", json.dumps(conn))
+
+
+def test_test_connection_with_a_wrong_secret_says_ups_refused_it(ups, sqlite_ledger, monkeypatch):
+    wrong_secret(ups, monkeypatch)
+    ok, message = UpsHook(ledger=sqlite_ledger, retry=FAST).test_connection()
+    assert ok is False
+    assert message.startswith("UPS refused the client id/secret of connection 'ups_default'")
+    assert "wrong-secret" not in message
+
+
+def test_test_connection_checks_the_secret_not_the_cached_token(hook, ups, sqlite_ledger, monkeypatch):
+    good = hook.get_token()  # a good token sits in the ledger, still valid for an hour
+    wrong_secret(ups, monkeypatch)
+    checked = UpsHook(ledger=sqlite_ledger, retry=FAST)
+    ok, message = checked.test_connection()
+    assert ok is False and "refused" in message
+    assert checked.secret_store.get(checked.token_cache_key).value == good  # the cache was left alone
+
+
+def test_test_connection_neither_reads_nor_writes_the_token_cache(ups_conn, ups):
+    hook = UpsHook(retry=FAST)  # no ledger given: touching the cache would open the default one
+    assert hook.test_connection()[0] is True
+    assert hook._ledger is None and hook._secret_store is None
+    assert ups.counters("ups")["tokens_issued"] == 1
+
+
+def test_test_connection_names_an_unreachable_host(sqlite_ledger, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(closed))
+    ok, message = UpsHook(ledger=sqlite_ledger, retry=FAST).test_connection()
+    assert ok is False
+    assert message.startswith(f"Could not reach UPS at {closed}: connection refused")
 
 
 def _token_in_process(ledger_url: str, conn_json: str, barrier, errors) -> None:

@@ -7,10 +7,12 @@ starts from a reset sandbox (seed reloaded, knobs and counters back to defaults)
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from tests.hooks.loopback import Answer, Loopback
 
 from ml_connector import http
 from ml_connector.erp.business_central.hook import BusinessCentralHook
@@ -273,11 +275,53 @@ def test_replaying_a_delivery_patch_is_a_no_op(hook, bc):
 # -- Airflow UI ------------------------------------------------------------------------------------------
 
 
-def test_test_connection_names_the_company_and_environment(hook):
+def test_test_connection_names_the_company_and_environment(hook, bc):
     ok, message = hook.test_connection()
     assert ok is True
     assert SEED["company"]["displayName"] in message
     assert SEED["environment"] in message
+    assert bc.url(VENDOR) in message and "valid for" in message
+
+
+def test_test_connection_checks_the_secret_not_the_cached_token(make_hook, connect, bc):
+    """The bug this guards against: "Connected" with a wrong secret while a good token sat in the ledger."""
+    good = make_hook().get_token()
+    connect(password="wrong-secret")
+    hook = make_hook()
+    ok, message = hook.test_connection()
+    assert ok is False
+    assert message.startswith("Entra refused the client credentials of connection 'business_central_default'")
+    assert "Invalid client secret" in message and "wrong-secret" not in message
+    assert hook.secret_store.get(hook.token_cache_key).value == good  # left alone
+    assert counters(bc)["token_errors"] == 1
+
+
+def test_test_connection_neither_reads_nor_writes_the_token_cache(connect, bc):
+    hook = BusinessCentralHook(retry=FAST)  # no ledger given: touching the cache would open the default one
+    assert hook.test_connection()[0] is True
+    assert hook._ledger is None and hook._secret_store is None
+    assert counters(bc)["tokens_issued"] == 1
+
+
+def test_test_connection_names_an_unreachable_host(make_hook, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("AIRFLOW_CONN_BUSINESS_CENTRAL_DEFAULT", bc_connection(closed))
+    ok, message = make_hook().test_connection()
+    assert ok is False and message.startswith(f"Could not reach Business Central at {closed}: connection refused")
+
+
+def test_entra_busy_is_retryable_not_a_refused_secret(make_hook, connect):
+    with Loopback() as entra:  # an Entra that answers 503 to everything
+        entra.route("POST", f"/{SEED['tenant_id']}/oauth2/v2.0/token",
+                    lambda r: Answer(503, {"error": "temporarily_unavailable", "error_description": "busy"}))
+        connect(authority=entra.url)
+        with pytest.raises(RetryableApiError) as caught:
+            make_hook().get_token()
+    assert caught.value.status == 503 and caught.value.retryable
+    assert not isinstance(caught.value, AuthenticationError)
+    assert len(entra.requests) == FAST.attempts
 
 
 def test_test_connection_with_a_wrong_company_fails(make_hook, connect):

@@ -3,9 +3,16 @@
 This is the only place that talks HTTP to UPS (karrio's "one I/O seam"); request bodies and response parsing
 are the pure functions in :mod:`ml_connector.carriers.ups`.
 
+Auth: OAuth client credentials (:class:`~ml_connector.hooks.auth.ClientCredentialsAuth`). The token request
+sends the client id/secret as HTTP Basic and the account number as ``x-merchant-id``; the token is cached
+encrypted in the ledger, shared by every task and worker, renewed before ``issued_at + expires_in``, and a 401
+renews it once and retries once.
+
 Connection ``ups_default`` (type ``ups``): host = API base (``https://onlinetools.ups.com``; CIE
 ``https://wwwcie.ups.com``), login = client id, password = client secret, extras ``account_number`` (6 chars),
-``label_format``, ``label_stock_height``, ``track_alert_credential``, ``transaction_src``.
+``label_format``, ``label_stock_height``, ``track_alert_credential``, ``transaction_src``, and the transport
+extras of :class:`~ml_connector.hooks.base.ConnectorHook` (``verify``, ``proxies``, ``cert``, ``timeout``).
+None of the extras is sent as a header.
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ from urllib.parse import quote
 from ml_connector import http
 from ml_connector.carriers import ups as mapping
 from ml_connector.errors import AuthenticationError, ConfigurationError
-from ml_connector.hooks.base import ConnectorHook
+from ml_connector.hooks.auth import AuthStyle
+from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
 
 DEFAULT_HOST = "https://onlinetools.ups.com"
-TOKEN_PATH = "/security/v1/oauth/token"  # not under /api (docs/vendors/ups.md §0)
+TOKEN_PATH = "/security/v1/oauth/token"  # UPS serves OAuth outside the /api prefix of the other APIs
 SHIP_VERSION = "v2409"
 XAV_VERSION = "v2"
 TRACK_VERSION = "v1"
@@ -38,7 +46,8 @@ class UpsHook(ConnectorHook):
     token request. A 401 forces one refresh and one retry.
 
     :param ups_conn_id: the Airflow connection id.
-    :param refresh_margin: seconds before expiry at which the token is renewed.
+    :param kwargs: :class:`~ml_connector.hooks.base.ConnectorHook` options (``ledger``, ``retry``, ``timeout``,
+        ``refresh_margin``...).
     """
 
     conn_name_attr = "ups_conn_id"
@@ -46,6 +55,7 @@ class UpsHook(ConnectorHook):
     conn_type = "ups"
     hook_name = "UPS"
     vendor = "ups"
+    default_host = DEFAULT_HOST
 
     def __init__(self, ups_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(ups_conn_id, **kwargs)
@@ -55,10 +65,12 @@ class UpsHook(ConnectorHook):
 
     @property
     def host(self) -> str:
-        return self.base_url(DEFAULT_HOST)
+        """The API base URL (the connection's host; production UPS when it is empty)."""
+        return self.base_url
 
     @property
     def account_number(self) -> str:
+        """The 6-character UPS shipper number (extra ``account_number``)."""
         value = str(self.extra("account_number", required=True)).strip()
         if len(value) != 6 or not value.isalnum():
             raise ConfigurationError(
@@ -67,28 +79,41 @@ class UpsHook(ConnectorHook):
 
     @property
     def label_format(self) -> str:
+        """``GIF`` (default), ``ZPL``, ``EPL`` or ``SPL``."""
         return str(self.extra("label_format", "GIF")).upper()
 
     @property
     def label_stock_height(self) -> str:
+        """Label stock height in inches: ``6`` (4x6, default) or ``8``."""
         return str(self.extra("label_stock_height", "6"))
 
     @property
     def transaction_src(self) -> str:
+        """The client application name sent as ``transactionSrc``."""
         return str(self.extra("transaction_src", "ml-connector"))
 
     @property
     def token_cache_key(self) -> str:
+        """``ups:token:<host>:<client id>`` (not a secret)."""
         client_id, _ = self.credentials()
         return f"ups:token:{self.host}:{client_id}"
 
     # -- OAuth -----------------------------------------------------------------------------------------
 
-    def fetch_token(self) -> tuple[str, float]:
-        """Request a new token (client credentials); returns ``(access_token, expires_at_epoch)``."""
+    def build_auth(self) -> AuthStyle:
+        """Client-credentials bearer token from the shared ledger cache."""
+        return self.client_credentials_auth()
+
+    def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
+        """Request a new token with the connection's client id/secret, bypassing the cache.
+
+        :param retry: retry policy of this one request (default: the hook's).
+        :return: ``(access_token, expires_at_epoch)``.
+        :raises AuthenticationError: UPS refused the client id/secret.
+        """
         client_id, client_secret = self.credentials()
         response = self.send(
-            "POST", f"{self.host}{TOKEN_PATH}", idempotent=True,
+            "POST", f"{self.host}{TOKEN_PATH}", idempotent=True, retry=retry or self.retry,
             auth=(client_id, client_secret),
             headers={"x-merchant-id": self.account_number, "Content-Type": "application/x-www-form-urlencoded"},
             data={"grant_type": "client_credentials"},
@@ -109,7 +134,7 @@ class UpsHook(ConnectorHook):
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
               idempotent: bool | None = None) -> tuple[int, Any]:
         """Send an authenticated API call; one forced token refresh on 401. Returns ``(status, body)``."""
-        # transId/transactionSrc: required on Track, optional elsewhere (docs/vendors/ups.md §0)
+        # Track rejects a call without transId/transactionSrc; the other APIs accept them
         headers = {"Accept": "application/json", "transId": uuid.uuid4().hex, "transactionSrc": self.transaction_src}
         response = self.send_authorized(method, f"{self.host}{path}", json=json, params=params, headers=headers,
                                         idempotent=idempotent)
@@ -121,7 +146,11 @@ class UpsHook(ConnectorHook):
     # -- APIs --------------------------------------------------------------------------------------------
 
     def validate_address(self, address: Address, *, max_candidates: int = 5) -> AddressValidation:
-        """Street-level validation and residential/commercial classification (request option 3)."""
+        """Street-level validation and residential/commercial classification (request option 3).
+
+        :param address: the address to check.
+        :param max_candidates: at most this many candidates when the address is ambiguous.
+        """
         _, body = self._call("POST", f"/api/addressvalidation/{XAV_VERSION}/3", json=mapping.build_xav_request(address),
                              params={"maximumcandidatelistsize": max_candidates}, idempotent=True)
         return mapping.parse_xav_response(body)
@@ -132,6 +161,15 @@ class UpsHook(ConnectorHook):
                         extra_references: Iterable[str] = ()) -> ShipmentResult:
         """Buy a label. Not idempotent at UPS: callers must hold the ledger claim (see CreateShipmentOperator).
 
+        :param order: the order to ship (ship-to and packages).
+        :param service_code: the UPS service code (``03`` Ground...).
+        :param shipper: the shipper's address.
+        :param reference: the reference printed on the label and used to find it again.
+        :param ship_from: where the parcel leaves from, when not the shipper's address.
+        :param residential: the residential indicator for the ship-to.
+        :param negotiated_rates: ask for the account's negotiated rates.
+        :param reference_code: the UPS reference code qualifying ``reference``.
+        :param extra_references: more references (PO numbers).
         :raises AmbiguousRequestError: no answer came back; look the label up by reference before retrying.
         """
         body = mapping.build_ship_request(
@@ -145,14 +183,23 @@ class UpsHook(ConnectorHook):
         return mapping.parse_ship_response(answer)
 
     def track(self, tracking_number: str, *, signature: bool = False) -> TrackingResult:
-        """Current status and scans of one package (TW0001 "not found" comes back as HTTP 200)."""
+        """Current status and scans of one package (TW0001 "not found" comes back as HTTP 200).
+
+        :param tracking_number: the 1Z number.
+        :param signature: ask for the proof-of-delivery signature image.
+        """
         _, body = self._call("GET", f"/api/track/{TRACK_VERSION}/details/{quote(tracking_number)}",
                              params=mapping.build_track_params(signature=signature))
         return mapping.parse_track_response(body, tracking_number)
 
     def track_by_reference(self, reference: str, *, days_back: int = 14,
                            today: date | None = None) -> list[TrackingResult]:
-        """Packages shipped under ``reference`` in the last ``days_back`` days (adopting a crashed attempt)."""
+        """Packages shipped under ``reference`` in the last ``days_back`` days (adopting a crashed attempt).
+
+        :param reference: the shipment reference.
+        :param days_back: how far back to look.
+        :param today: the end of the window (default: today).
+        """
         today = today or date.today()
         params = mapping.build_reference_track_params(self.account_number, today - timedelta(days=days_back),
                                                       today)
@@ -161,7 +208,11 @@ class UpsHook(ConnectorHook):
         return mapping.parse_reference_track_response(body)
 
     def void_shipment(self, shipment_id: str, tracking_numbers: Iterable[str] | None = None) -> bool:
-        """Void a shipment (or some of its packages); True when UPS reports it voided."""
+        """Void a shipment (or some of its packages); True when UPS reports it voided.
+
+        :param shipment_id: the shipment identification number.
+        :param tracking_numbers: only these packages of it (default: the whole shipment).
+        """
         params = None
         numbers = list(tracking_numbers or [])
         if numbers:
@@ -173,14 +224,21 @@ class UpsHook(ConnectorHook):
     # -- Airflow UI ----------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI "Test" button: request a token with the connection's credentials (one token request)."""
+        """The UI "Test" button: request a new token with the connection's client id/secret.
+
+        The cached token is neither read nor replaced: a wrong secret fails here even while a good token from
+        before sits in the ledger.
+
+        :return: ``(ok, message)``: what was reached (host, account, token lifetime), or why not.
+        """
         try:
-            _token, expires_at = self.fetch_token()
+            _token, expires_at = self.fetch_token(retry=CHECK_RETRY)
+            account = self.account_number
         except Exception as exc:  # the message is what the person reads in the UI
-            return False, f"UPS token request failed: {exc}"
+            return False, self.check_failure_message(exc, label="UPS")
         minutes = max(0, int((expires_at - time.time()) / 60))
-        return True, (f"Authenticated with UPS at {self.host} for account {self.account_number}; "
-                      f"the token is valid for {minutes} minutes")
+        return True, (f"Authenticated with UPS at {self.host} as client '{self.connection.login}' for account "
+                      f"{account}; a new token is valid for {minutes} minutes")
 
 
 def _token_expiry(body: dict[str, Any], *, now: float | None = None) -> float:

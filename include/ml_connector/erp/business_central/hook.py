@@ -1,11 +1,17 @@
 """Business Central hook: Entra token, API v2.0 reads, and tracking write-back through the AL extension page.
 
+Auth: OAuth client credentials against Microsoft Entra (:class:`~ml_connector.hooks.auth.ClientCredentialsAuth`):
+the client id/secret go in the token request's form with the ``.default`` scope of the Business Central API; the
+token is cached encrypted in the ledger, shared by every task and worker, renewed before ``expires_in`` runs
+out, and a 401 renews it once and retries once.
+
 Connection ``business_central_default`` (type ``business_central``): host = API host
 (``https://api.businesscentral.dynamics.com``), login/password = Entra app client id/secret, extras
 ``tenant_id``, ``environment``, ``company_id``, ``authority`` (token host, default
 ``https://login.microsoftonline.com``), ``writeback_api_publisher``/``_group``/``_version`` (the route of the
 ml-connector AL extension page, default ``mlconnector/shipping/v1.0``), ``page_size`` (optional
-``Prefer: odata.maxpagesize``).
+``Prefer: odata.maxpagesize``), and the transport extras of :class:`~ml_connector.hooks.base.ConnectorHook`
+(``verify``, ``proxies``, ``cert``, ``timeout``). None of the extras is sent as a header.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 from ml_connector import http
 from ml_connector.erp.business_central.mapping import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
-from ml_connector.hooks.base import ConnectorHook
+from ml_connector.hooks.auth import AuthStyle
+from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
 
 DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -29,7 +36,11 @@ DATETIME_TOLERANCE = timedelta(milliseconds=10)
 
 
 def parse_error(status: int, body: Any) -> ApiError:
-    """Fold Business Central's OData error body (``{"error": {"code", "message"}}``) into a typed error."""
+    """Fold Business Central's OData error body (``{"error": {"code", "message"}}``) into a typed error.
+
+    :param status: the HTTP status code.
+    :param body: the decoded JSON body, or the text when it was not JSON.
+    """
     code, message = None, None
     if isinstance(body, dict):
         err = body.get("error")
@@ -64,6 +75,8 @@ class BusinessCentralHook(ConnectorHook):
     """Talks to Business Central API v2.0 with a cached Entra client-credentials token.
 
     :param business_central_conn_id: the Airflow connection id.
+    :param kwargs: :class:`~ml_connector.hooks.base.ConnectorHook` options (``ledger``, ``retry``, ``timeout``,
+        ``refresh_margin``...).
     """
 
     conn_name_attr = "business_central_conn_id"
@@ -71,6 +84,7 @@ class BusinessCentralHook(ConnectorHook):
     conn_type = "business_central"
     hook_name = "Dynamics 365 Business Central"
     vendor = "business_central"
+    default_host = DEFAULT_HOST
 
     def __init__(self, business_central_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(business_central_conn_id, **kwargs)
@@ -80,27 +94,32 @@ class BusinessCentralHook(ConnectorHook):
 
     @property
     def tenant_id(self) -> str:
+        """The Entra tenant (extra ``tenant_id``)."""
         return str(self.extra("tenant_id", required=True))
 
     @property
     def environment(self) -> str:
+        """The Business Central environment name (extra ``environment``, default ``Production``)."""
         return str(self.extra("environment", "Production"))
 
     @property
     def company_id(self) -> str:
+        """The company's id (extra ``company_id``, braces removed)."""
         return str(self.extra("company_id", required=True)).strip("{}")
 
     @property
     def api_root(self) -> str:
         """``{host}/v2.0/{tenant}/{environment}/api``: the environment name is part of every URL."""
-        return f"{self.base_url(DEFAULT_HOST)}/v2.0/{self.tenant_id}/{self.environment}/api"
+        return f"{self.base_url}/v2.0/{self.tenant_id}/{self.environment}/api"
 
     @property
     def company_url(self) -> str:
+        """The company's URL in API v2.0."""
         return f"{self.api_root}/v2.0/companies({self.company_id})"
 
     @property
     def writeback_url(self) -> str:
+        """The ``salesOrderShipping`` page of the ml-connector AL extension in this company."""
         publisher = self.extra("writeback_api_publisher", "mlconnector")
         group = self.extra("writeback_api_group", "shipping")
         version = self.extra("writeback_api_version", "v1.0")
@@ -108,18 +127,36 @@ class BusinessCentralHook(ConnectorHook):
 
     # -- token -------------------------------------------------------------------------------------------
 
-    def fetch_token(self) -> tuple[str, float]:
-        """Entra client-credentials token for the Business Central API; returns ``(token, expires_at)``."""
+    @property
+    def authority(self) -> str:
+        """The Entra token host (extra ``authority``)."""
+        return str(self.extra("authority", DEFAULT_AUTHORITY)).rstrip("/")
+
+    def build_auth(self) -> AuthStyle:
+        """Client-credentials bearer token from the shared ledger cache."""
+        return self.client_credentials_auth()
+
+    def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
+        """Request a new Entra token with the connection's client id/secret, bypassing the cache.
+
+        :param retry: retry policy of this one request (default: the hook's).
+        :return: ``(access_token, expires_at_epoch)``.
+        :raises AuthenticationError: Entra refused the credentials (its error text is in the message).
+        :raises RetryableApiError: Entra answered 429/5xx after the retries.
+        """
         client_id, client_secret = self.credentials()
-        authority = str(self.extra("authority", DEFAULT_AUTHORITY)).rstrip("/")
         response = self.send(
-            "POST", f"{authority}/{self.tenant_id}/oauth2/v2.0/token", idempotent=True,
+            "POST", f"{self.authority}/{self.tenant_id}/oauth2/v2.0/token", idempotent=True,
+            retry=retry or self.retry,
             data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
                   "scope": SCOPE},
         )
         body = http.json_or_text(response)
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = parse_error(response.status_code, body)
+            if error.retryable:  # 429/5xx that outlasted the retries: Entra is busy, the secret may be fine
+                raise api_error(f"Entra token request failed ({error.message})", vendor="business_central",
+                                status=response.status_code, code=error.code)
             raise AuthenticationError(
                 f"Entra refused the client credentials of connection '{self.conn_id}' ({error.message})",
                 vendor="business_central", status=response.status_code, code=error.code)
@@ -129,9 +166,9 @@ class BusinessCentralHook(ConnectorHook):
 
     @property
     def token_cache_key(self) -> str:
+        """``business_central:token:<authority>:<tenant>:<client id>`` (not a secret)."""
         client_id, _ = self.credentials()
-        authority = str(self.extra("authority", DEFAULT_AUTHORITY)).rstrip("/")
-        return f"business_central:token:{authority}:{self.tenant_id}:{client_id}"
+        return f"business_central:token:{self.authority}:{self.tenant_id}:{client_id}"
 
     def _call(self, method: str, url: str, *, json: Any = None, params: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204)) -> tuple[Any, Any]:
@@ -148,6 +185,7 @@ class BusinessCentralHook(ConnectorHook):
     # -- reads -------------------------------------------------------------------------------------------
 
     def get_company(self) -> dict[str, Any]:
+        """The configured company (``id``, ``name``, ``displayName``...)."""
         body, _ = self._call("GET", self.company_url)
         return body
 
@@ -160,7 +198,11 @@ class BusinessCentralHook(ConnectorHook):
 
     def iter_released_orders(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Released sales orders (``status eq 'Open'``) modified in ``[start, end)``, following
-        ``@odata.nextLink`` to the last page."""
+        ``@odata.nextLink`` to the last page.
+
+        :param start: window start (inclusive).
+        :param end: window end (exclusive).
+        """
         headers = {}
         page_size = self.extra("page_size")
         if page_size:
@@ -173,6 +215,10 @@ class BusinessCentralHook(ConnectorHook):
             url, params = body.get("@odata.nextLink"), None  # the next link carries the query already
 
     def get_sales_order(self, order_id: str) -> dict[str, Any]:
+        """One sales order with its lines and shipment method.
+
+        :param order_id: the order's id (GUID).
+        """
         body, _ = self._call("GET", f"{self.company_url}/salesOrders({order_id})",
                              params={"$expand": ORDER_EXPAND})
         return body
@@ -180,12 +226,21 @@ class BusinessCentralHook(ConnectorHook):
     # -- write-back --------------------------------------------------------------------------------------
 
     def get_shipping_record(self, order_id: str) -> dict[str, Any]:
+        """The order's write-back record on the extension page (with its ``@odata.etag``).
+
+        :param order_id: the order's id (GUID).
+        """
         body, _ = self._call("GET", f"{self.writeback_url}({order_id})")
         return body
 
     def update_shipping_record(self, order_id: str, changes: dict[str, Any], *, attempts: int = 3) -> dict[str, Any]:
         """PATCH the extension page with ``If-Match: <@odata.etag>``; on 412 (someone else edited the order)
-        re-read the record and try again, at most ``attempts`` times."""
+        re-read the record and try again, at most ``attempts`` times.
+
+        :param order_id: the order's id (GUID).
+        :param changes: the fields to write (a replay of values already there sends nothing).
+        :param attempts: tries before a persistent 412 raises :class:`ConflictError`.
+        """
         record = self.get_shipping_record(order_id)
         for attempt in range(1, attempts + 1):
             if all(_same_value(k, record.get(k), v) for k, v in changes.items()):
@@ -204,10 +259,31 @@ class BusinessCentralHook(ConnectorHook):
     # -- Airflow UI ----------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI "Test" button: read the configured company."""
+        """The UI "Test" button: a new Entra token with the connection's client id/secret, then the company
+        read with that token.
+
+        The cached token is neither read nor replaced: a wrong secret fails here even while a good token from
+        before sits in the ledger.
+
+        :return: ``(ok, message)``: what was reached (host, company, environment, token lifetime), or why not.
+        """
         try:
-            company = self.get_company()
-        except Exception as exc:
-            return False, f"Business Central: {exc}"
+            token, expires_at = self.fetch_token(retry=CHECK_RETRY)
+            response = self.send("GET", self.company_url, retry=CHECK_RETRY,
+                                 headers={"Accept": "application/json", "Authorization": f"Bearer {token}"})
+            body = http.json_or_text(response) if response.content else None
+            if response.status_code != 200:
+                raise parse_error(response.status_code, body)
+        except ApiError as exc:
+            if exc.status == 404 and not isinstance(exc, AuthenticationError):
+                return False, (f"Business Central at {self.base_url} accepted the credentials but has no company "
+                               f"'{self.company_id}' in environment '{self.environment}' of tenant "
+                               f"'{self.tenant_id}': {exc.message}")
+            return False, self.check_failure_message(exc, label="Business Central")
+        except Exception as exc:  # the message is what the person reads in the UI
+            return False, self.check_failure_message(exc, label="Business Central")
+        company = body if isinstance(body, dict) else {}
         name = company.get("displayName") or company.get("name") or self.company_id
-        return True, f"Connected to company '{name}' in environment '{self.environment}'"
+        minutes = max(0, int((expires_at - time.time()) / 60))
+        return True, (f"Connected to company '{name}' in environment '{self.environment}' at {self.base_url} "
+                      f"(tenant {self.tenant_id}); a new token is valid for {minutes} minutes")
