@@ -26,7 +26,8 @@ from urllib.parse import quote
 
 from ml_connector import http
 from ml_connector.carriers import ups as mapping
-from ml_connector.errors import AuthenticationError, ConfigurationError
+from ml_connector.carriers.ups.rules import check_shipper_number
+from ml_connector.errors import AuthenticationError
 from ml_connector.hooks.auth import AuthStyle
 from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
@@ -71,11 +72,8 @@ class UpsHook(ConnectorHook):
     @property
     def account_number(self) -> str:
         """The 6-character UPS shipper number (extra ``account_number``)."""
-        value = str(self.extra("account_number", required=True)).strip()
-        if len(value) != 6 or not value.isalnum():
-            raise ConfigurationError(
-                f"connection '{self.conn_id}': account_number must be the 6-character UPS shipper number")
-        return value
+        return check_shipper_number(self.extra("account_number", required=True),
+                                    where=f"connection '{self.conn_id}': account_number")
 
     @property
     def label_format(self) -> str:
