@@ -9,8 +9,8 @@ from fastapi.responses import Response
 from ml_connector_sandbox.business_central.entities import EntityBuilder
 from ml_connector_sandbox.business_central.errors import COMPANY_NOT_FOUND, odata_error, record_not_found
 from ml_connector_sandbox.business_central.odata import (
-    API_METHODS,
     FilterField,
+    add_route,
     collection,
     context_root,
     entity_key,
@@ -48,14 +48,12 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
     """The routes of this module, relative to ``/v2.0/{tenant}/{environment}/api``."""
     api = APIRouter(tags=["companies"])
 
-    @api.api_route("/v2.0/companies", methods=API_METHODS)
     async def companies(request: Request) -> Response:
         only_get(request)
         with state.lock:
             return collection(request, state, f"{context_root(request, 'v2.0')}#companies", [build.company()],
                               COMPANY_FILTER_FIELDS, "companies", sort_key="name")
 
-    @api.api_route(COMPANY, methods=API_METHODS)
     async def company(company: str, request: Request) -> Response:
         only_get(request)
         with state.lock:
@@ -63,8 +61,6 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
             return json_response({"@odata.context": f"{context_root(request, 'v2.0')}#companies/$entity",
                                   **build.company()})
 
-    @api.api_route(COMPANY + "/companyInformation", methods=API_METHODS)
-    @api.api_route(COMPANY + "/companyInformation({key})", methods=API_METHODS)
     async def company_information(company: str, request: Request) -> Response:
         key = request.path_params.get("key")
         with state.lock:
@@ -98,9 +94,13 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
                 return collection(request, state, context, docs, fields, entity, sort_key=sort_key,
                                   select=select_option(request.query_params.get("$select")))
         serve.__name__ = entity_set
-        api.add_api_route(f"{COMPANY}/{entity_set}", serve, methods=API_METHODS)
-        api.add_api_route(f"{COMPANY}/{entity_set}({{key}})", serve, methods=API_METHODS)
+        add_route(api, f"{COMPANY}/{entity_set}", serve)
+        add_route(api, f"{COMPANY}/{entity_set}({{key}})", serve)
 
+    add_route(api, "/v2.0/companies", companies)
+    add_route(api, COMPANY, company)
+    add_route(api, f"{COMPANY}/companyInformation", company_information)
+    add_route(api, f"{COMPANY}/companyInformation({{key}})", company_information)
     reference_data("shipmentMethods", "shipmentMethod", SHIPMENT_METHOD_FILTER_FIELDS, "code")
     reference_data("items", "item", ITEM_FILTER_FIELDS, "number")
     return api

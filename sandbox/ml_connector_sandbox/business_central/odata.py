@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ml_connector_sandbox.business_central.errors import bad_request, method_not_allowed
@@ -318,6 +318,16 @@ def collection(request: Request, state: SandboxState, context: str, docs: list[d
 
 #: Methods every API route accepts, so that a wrong one gets BC's 405 body rather than the framework's.
 API_METHODS = ["GET", "PATCH", "POST", "PUT", "DELETE"]
+
+
+def add_route(api: APIRouter, path: str, endpoint: Callable[..., Any], *, documented: tuple[str, ...] = ("GET",)) -> None:
+    """Serve every method of :data:`API_METHODS` at ``path`` with ``endpoint`` (which answers BC's 405 for the
+    ones the resource does not allow); only the ``documented`` ones appear in ``/_sandbox/docs``, one route
+    per method so that every operation id is unique."""
+    for method in documented:
+        api.add_api_route(path, endpoint, methods=[method])
+    others = [method for method in API_METHODS if method not in documented]
+    api.add_api_route(path, endpoint, methods=others, include_in_schema=False)
 
 
 def only_get(request: Request) -> None:

@@ -14,8 +14,8 @@ from ml_connector_sandbox.business_central.companies import COMPANY, check_compa
 from ml_connector_sandbox.business_central.entities import EntityBuilder
 from ml_connector_sandbox.business_central.errors import bad_request, method_not_allowed
 from ml_connector_sandbox.business_central.odata import (
-    API_METHODS,
     FilterField,
+    add_route,
     collection,
     context_root,
     entity_key,
@@ -83,10 +83,9 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
             return collection(request, state, context, docs, SALES_ORDER_FILTER_FIELDS, "salesOrder",
                               sort_key="number", select=select, counter="sales_order_pages_served")
 
-    api.add_api_route(f"{COMPANY}/salesOrders", sales_orders, methods=API_METHODS)
-    api.add_api_route(f"{COMPANY}/salesOrders({{key}})", sales_orders, methods=API_METHODS)
+    add_route(api, f"{COMPANY}/salesOrders", sales_orders)
+    add_route(api, f"{COMPANY}/salesOrders({{key}})", sales_orders)
 
-    @api.api_route(COMPANY + "/salesOrders({key})/salesOrderLines", methods=API_METHODS)
     async def sales_order_lines(company: str, key: str, request: Request) -> Response:
         with state.lock:
             company_key = check_company(state, company)
@@ -96,4 +95,5 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
             return json_response({"@odata.context": f"{context_root(request, 'v2.0')}#companies({company_key})"
                                                     f"/salesOrders({order_key})/salesOrderLines", "value": lines})
 
+    add_route(api, f"{COMPANY}/salesOrders({{key}})/salesOrderLines", sales_order_lines)
     return api

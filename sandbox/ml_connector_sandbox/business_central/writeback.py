@@ -29,9 +29,9 @@ from ml_connector_sandbox.business_central.errors import (
     odata_error,
 )
 from ml_connector_sandbox.business_central.odata import (
-    API_METHODS,
     ETAG_SYNTAX,
     FilterField,
+    add_route,
     collection,
     context_root,
     entity_key,
@@ -76,8 +76,8 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
                                   sort_key="number", select=select_option(request.query_params.get("$select")))
             return _one_record(request, state, build, state.order_or_404(entity_key(key)), body, context)
 
-    api.add_api_route(base, shipping, methods=API_METHODS)
-    api.add_api_route(base + "({key})", shipping, methods=API_METHODS)
+    add_route(api, base, shipping)
+    add_route(api, base + "({key})", shipping, documented=("GET", "PATCH"))
     return api
 
 
