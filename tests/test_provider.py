@@ -17,6 +17,7 @@ from tests.conftest import UPS_ACCOUNT, ups_connection
 
 from ml_connector.carriers.ups.hook import UpsHook
 from ml_connector.provider import get_provider_info
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 
 AIRFLOW_DIR = Path(airflow.__file__).resolve().parent
 PACKAGE = "ml-connector"
@@ -224,10 +225,10 @@ def test_ups_test_button_through_airflows_connection(ups, providers_manager, no_
     from airflow.sdk import Connection
 
     def connection(password: str) -> Connection:
-        return Connection(conn_id="ups_from_ui", conn_type="ups", host=ups.url("ups"), login="test-client-id",
+        return Connection(conn_id="ups_from_ui", conn_type="ups", host=ups.url("ups"), login=UPS_CLIENT_ID,
                           password=password, extra=json.dumps({"account_number": UPS_ACCOUNT}))
 
-    ok, message = connection("test-client-secret").test_connection()
+    ok, message = connection(UPS_CLIENT_SECRET).test_connection()
     assert ok is True, message
     assert UPS_ACCOUNT in message
     ok, message = connection("wrong-secret").test_connection()

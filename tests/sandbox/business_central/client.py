@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import requests
 
+from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
+
 VENDOR = "business_central"
 TENANT = "sandbox-tenant"
 ENVIRONMENT = "Production"
@@ -22,8 +24,8 @@ class Client:
         self.token: str | None = None
 
     def token_response(self, **form) -> requests.Response:
-        data = {"grant_type": "client_credentials", "client_id": "ml-connector", "client_secret": "s3cret",
-                "scope": SCOPE, **form}
+        data = {"grant_type": "client_credentials", "client_id": BUSINESS_CENTRAL_CLIENT_ID,
+                "client_secret": BUSINESS_CENTRAL_CLIENT_SECRET, "scope": SCOPE, **form}
         tenant = data.pop("tenant", TENANT)
         return self.session.post(f"{self.base}/{tenant}/oauth2/v2.0/token", data=data, timeout=10)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from tests.sandbox.business_central.client import SCOPE, TENANT, VENDOR
 
+from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
+
 # -- Entra token endpoint -----------------------------------------------------------------------------
 
 
@@ -41,7 +43,7 @@ def test_token_request_errors_use_the_entra_shape(bc_api, form, status, error):
 def test_client_secret_basic_is_accepted_too(bc_api):
     response = bc_api.session.post(f"{bc_api.base}/{TENANT}/oauth2/v2.0/token",
                                    data={"grant_type": "client_credentials", "scope": SCOPE},
-                                   auth=("ml-connector", "s3cret"), timeout=10)
+                                   auth=(BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET), timeout=10)
     assert response.status_code == 200
 
 

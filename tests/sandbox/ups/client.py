@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 from ml_connector_sandbox.specs.loader import spec_validator
 from ml_connector_sandbox.testing import SandboxServer
 
@@ -94,8 +95,9 @@ class UpsApi:
         self.session = requests.Session()
         self._token: str | None = None
 
-    def token_response(self, client_id: str = "ml-connector", secret: str = "s3cret", **kwargs: Any) -> requests.Response:
-        """POST the OAuth token endpoint."""
+    def token_response(self, client_id: str = UPS_CLIENT_ID, secret: str = UPS_CLIENT_SECRET,
+                       **kwargs: Any) -> requests.Response:
+        """POST the OAuth token endpoint (with the sandbox's credentials unless told otherwise)."""
         kwargs.setdefault("data", {"grant_type": "client_credentials"})
         return self.session.post(f"{self.base}/security/v1/oauth/token", auth=(client_id, secret), timeout=10, **kwargs)
 

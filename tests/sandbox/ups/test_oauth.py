@@ -9,6 +9,7 @@ import time
 import pytest
 from tests.sandbox.ups.client import SHIPPER_NUMBER, TRACK_HEADERS, UpsApi, assert_ups_error, ship_request
 
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID
 from ml_connector_sandbox.testing import SandboxServer
 
 
@@ -20,7 +21,7 @@ def test_token_fields_are_all_strings_and_expires_in_follows_the_knob(api: UpsAp
     assert set(body) == {"token_type", "issued_at", "client_id", "access_token", "scope", "expires_in",
                          "refresh_count", "status"}
     assert all(isinstance(value, str) for value in body.values()), body
-    assert (body["token_type"], body["client_id"], body["scope"]) == ("Bearer", "ml-connector", "")
+    assert (body["token_type"], body["client_id"], body["scope"]) == ("Bearer", UPS_CLIENT_ID, "")
     assert (body["expires_in"], body["refresh_count"], body["status"]) == ("1800", "0", "approved")
     assert abs(int(body["issued_at"]) - before_ms) < 60_000  # epoch milliseconds, not seconds
     assert ups.counters("ups")["tokens_issued"] == 1
