@@ -11,6 +11,16 @@ companies, sales_orders, writeback, odata, control, state, seed, errors). Shared
 knobs and counters, the ``/_sandbox`` control endpoints, the fault middleware) is in
 :mod:`ml_connector_sandbox.common`; the vendored OpenAPI specs and their validator in
 :mod:`ml_connector_sandbox.specs`.
+
+Credentials: each sandbox accepts only its documented sandbox app and refuses anything else with the
+vendor's own answer (:mod:`ml_connector_sandbox.credentials`, the values of ``airflow_settings.yaml``):
+
+=================  ============================  ================================
+vendor             client id (connection login)  client secret (connection password)
+=================  ============================  ================================
+ups                ``sandbox-client-id``         ``sandbox-client-secret``
+business_central   ``sandbox-entra-client-id``   ``sandbox-entra-client-secret``
+=================  ============================  ================================
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 One app stands in for both hosts the hook talks to (the hook's ``authority`` extra points the token
 request at it). One module per concern, each with its own router:
 
-* :mod:`.entra` ``POST /{tenant}/oauth2/v2.0/token`` - Microsoft Entra client credentials; also the bearer
-  check of every API route.
+* :mod:`.entra` ``POST /{tenant}/oauth2/v2.0/token`` - Microsoft Entra client credentials, only for the
+  sandbox app :data:`~ml_connector_sandbox.credentials.BUSINESS_CENTRAL_CLIENT_ID` /
+  :data:`~ml_connector_sandbox.credentials.BUSINESS_CENTRAL_CLIENT_SECRET` (AADSTS700016 for another client
+  id, AADSTS7000215 for another secret); also the bearer check of every API route.
 * ``/v2.0/{tenant}/{environment}/api/v2.0/...`` - the standard API v2.0 (the tenant segment may be left
   out, as in BC): :mod:`.companies` (``companies``, ``companyInformation``, ``shipmentMethods``, ``items``)
   and :mod:`.sales_orders` (``salesOrders`` with ``$filter``, ``$expand=salesOrderLines,shipmentMethod``,

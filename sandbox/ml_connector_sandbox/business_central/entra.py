@@ -2,11 +2,17 @@
 check of every API route.
 
 The hook's ``authority`` extra points its token request here (real: ``https://login.microsoftonline.com``).
+Only the sandbox app registration gets a token:
+:data:`~ml_connector_sandbox.credentials.BUSINESS_CENTRAL_CLIENT_ID` with
+:data:`~ml_connector_sandbox.credentials.BUSINESS_CENTRAL_CLIENT_SECRET`. As at Entra, an unknown client id
+is HTTP 400 ``unauthorized_client`` (AADSTS700016) and a wrong secret HTTP 401 ``invalid_client``
+(AADSTS7000215); a missing secret is 401 ``invalid_client`` (AADSTS7000216).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl
 
@@ -16,8 +22,14 @@ from fastapi.responses import JSONResponse
 from ml_connector_sandbox.business_central.errors import AUTH_INVALID, entra_error, odata_error
 from ml_connector_sandbox.business_central.state import BusinessCentralState
 from ml_connector_sandbox.common import VendorError
+from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
 
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time string comparison."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def client_credentials(request: Request, form: Mapping[str, str]) -> tuple[str, str]:
@@ -41,8 +53,14 @@ def client_credentials(request: Request, form: Mapping[str, str]) -> tuple[str, 
 
 
 def check_client(tenant: str, client_id: str, secret: str) -> None:
-    """Refuse the secret "wrong-secret", so tests can exercise a wrong secret."""
-    if secret == "wrong-secret":
+    """Refuse everything but the sandbox app registration, with Entra's own answers."""
+    if not _same(client_id, BUSINESS_CENTRAL_CLIENT_ID):
+        raise entra_error(400, "unauthorized_client", 700016,
+                          f"Application with identifier '{client_id}' was not found in the directory '{tenant}'. "
+                          "This can happen if the application has not been installed by the administrator of the "
+                          "tenant or consented to by any user in the tenant. You may have sent your "
+                          "authentication request to the wrong tenant.")
+    if not _same(secret, BUSINESS_CENTRAL_CLIENT_SECRET):
         raise entra_error(401, "invalid_client", 7000215,
                           "Invalid client secret provided. Ensure the secret being sent in the request "
                           "is the client secret value, not the client secret ID, for a secret added to "

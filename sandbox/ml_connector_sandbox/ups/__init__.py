@@ -3,7 +3,9 @@
 Routes (as on ``https://onlinetools.ups.com``; point the ``ups_default`` connection host here), one module
 per concern, each with its own router:
 
-- :mod:`.oauth` ``POST /security/v1/oauth/token``: client-credentials tokens (Basic auth, form body).
+- :mod:`.oauth` ``POST /security/v1/oauth/token``: client-credentials tokens (Basic auth, form body), only
+  for the sandbox app :data:`~ml_connector_sandbox.credentials.UPS_CLIENT_ID` /
+  :data:`~ml_connector_sandbox.credentials.UPS_CLIENT_SECRET`; anything else is UPS's 401 code 10401.
 - :mod:`.address` ``POST /api/addressvalidation/{version}/{requestoption}``: XAV street level.
 - :mod:`.shipping` ``POST /api/shipments/{version}/ship`` and ``DELETE /api/shipments/{version}/void/cancel/{id}``.
 - :mod:`.tracking` ``GET /api/track/v1/details/{n}``, ``/api/track/v1/shipment/details/{n}``,

@@ -1,15 +1,23 @@
-"""UPS OAuth client credentials: ``POST /security/v1/oauth/token`` and the bearer check of every ``/api`` route."""
+"""UPS OAuth client credentials: ``POST /security/v1/oauth/token`` and the bearer check of every ``/api`` route.
+
+Only the documented sandbox app (:data:`~ml_connector_sandbox.credentials.UPS_CLIENT_ID` /
+:data:`~ml_connector_sandbox.credentials.UPS_CLIENT_SECRET`) gets a token. Any other client id or secret, or
+a missing or malformed ``Authorization: Basic`` header, is answered as UPS answers it: HTTP 401 with code
+10401 "ClientId is Invalid" (UPS does not say which half was wrong).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 from ml_connector_sandbox.ups import errors as codes
 from ml_connector_sandbox.ups.errors import ups_error_from
 from ml_connector_sandbox.ups.state import UpsState
@@ -17,8 +25,6 @@ from ml_connector_sandbox.ups.validation import reject_invalid, validator
 
 OAUTH_PATH = "/security/v1/oauth/token"
 FORM = "application/x-www-form-urlencoded"
-#: The password that the token endpoint rejects, so tests can exercise a wrong secret.
-WRONG_SECRET = "wrong-secret"
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -33,6 +39,12 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (client_id, secret) if separator and client_id and secret else None
 
 
+def is_sandbox_app(client_id: str, secret: str) -> bool:
+    """True only for the sandbox's documented client id and secret (compared in constant time)."""
+    return (hmac.compare_digest(client_id.encode(), UPS_CLIENT_ID.encode())
+            & hmac.compare_digest(secret.encode(), UPS_CLIENT_SECRET.encode()))
+
+
 def router(state: UpsState) -> APIRouter:
     """``POST /security/v1/oauth/token`` (not under /api, like the real host)."""
     api = APIRouter(tags=["OAuth"])
@@ -40,7 +52,7 @@ def router(state: UpsState) -> APIRouter:
     @api.post(OAUTH_PATH)
     async def create_token(request: Request) -> JSONResponse:
         credentials = basic_credentials(request.headers.get("authorization"))
-        if credentials is None or credentials[1] == WRONG_SECRET:
+        if credentials is None or not is_sandbox_app(*credentials):
             state.increment("auth_failures")
             raise ups_error_from(401, codes.CLIENT_INVALID)
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))

@@ -19,11 +19,32 @@ def test_token_expires_in_follows_the_knob_and_is_counted(sandbox, bc_api):
     assert sandbox.counters(VENDOR)["tokens_issued"] == 2  # the fixture's and this one
 
 
-def test_wrong_secret_is_invalid_client(bc_api):
+def test_wrong_secret_is_invalid_client(sandbox, bc_api):
     response = bc_api.token_response(client_secret="wrong-secret")
     assert response.status_code == 401
-    assert response.json()["error"] == "invalid_client"
+    assert response.json()["error"] == "invalid_client" and response.json()["error_codes"] == [7000215]
     assert response.json()["error_description"].startswith("AADSTS7000215: Invalid client secret provided")
+    assert f"app '{BUSINESS_CENTRAL_CLIENT_ID}'" in response.json()["error_description"]
+    assert sandbox.counters(VENDOR)["token_errors"] == 1
+
+
+@pytest.mark.parametrize("client_id", ["another-app", BUSINESS_CENTRAL_CLIENT_SECRET, BUSINESS_CENTRAL_CLIENT_ID.upper()])
+def test_unknown_client_id_is_unauthorized_client(sandbox, bc_api, client_id):
+    response = bc_api.token_response(client_id=client_id)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "unauthorized_client" and body["error_codes"] == [700016]
+    assert body["error_description"].startswith(
+        f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{TENANT}'.")
+    assert sandbox.counters(VENDOR)["tokens_issued"] == 1  # the fixture's only
+
+
+def test_the_documented_sandbox_app_gets_a_token(bc_api):
+    assert (BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET) == (
+        "sandbox-entra-client-id", "sandbox-entra-client-secret")
+    response = bc_api.token_response(client_id=BUSINESS_CENTRAL_CLIENT_ID,
+                                     client_secret=BUSINESS_CENTRAL_CLIENT_SECRET)
+    assert response.status_code == 200 and response.json()["access_token"]
 
 
 @pytest.mark.parametrize("form,status,error", [

@@ -9,7 +9,7 @@ import time
 import pytest
 from tests.sandbox.ups.client import SHIPPER_NUMBER, TRACK_HEADERS, UpsApi, assert_ups_error, ship_request
 
-from ml_connector_sandbox.credentials import UPS_CLIENT_ID
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 from ml_connector_sandbox.testing import SandboxServer
 
 
@@ -66,8 +66,25 @@ def test_token_endpoint_rejects_missing_or_malformed_basic_auth(api: UpsApi, aut
     assert_ups_error(response, 401, "10401")
 
 
-def test_token_endpoint_rejects_the_wrong_secret(api: UpsApi) -> None:
-    assert_ups_error(api.token_response(secret="wrong-secret"), 401, "10401")
+@pytest.mark.parametrize("client_id,secret", [
+    (UPS_CLIENT_ID, "wrong-secret"),                  # the right app, a wrong secret
+    ("another-client-id", UPS_CLIENT_SECRET),         # an app the sandbox does not know
+    (UPS_CLIENT_SECRET, UPS_CLIENT_ID),               # swapped
+    (UPS_CLIENT_ID, UPS_CLIENT_SECRET + " "),         # no trimming: a pasted space is a wrong secret
+])
+def test_token_endpoint_refuses_every_credential_but_the_sandbox_apps(api: UpsApi, ups: SandboxServer,
+                                                                       client_id: str, secret: str) -> None:
+    error = assert_ups_error(api.token_response(client_id=client_id, secret=secret), 401, "10401")
+    assert error["message"] == "ClientId is Invalid"  # what UPS answers, whichever half is wrong
+    counters = ups.counters("ups")
+    assert (counters["auth_failures"], counters["tokens_issued"]) == (1, 0)
+    assert ups.validation_errors("ups") == []  # a refusal, not a malformed request
+
+
+def test_token_endpoint_accepts_the_documented_sandbox_credentials(api: UpsApi) -> None:
+    assert (UPS_CLIENT_ID, UPS_CLIENT_SECRET) == ("sandbox-client-id", "sandbox-client-secret")
+    response = api.token_response(client_id=UPS_CLIENT_ID, secret=UPS_CLIENT_SECRET)
+    assert response.status_code == 200 and api.checked("token", response)["access_token"]
 
 
 def test_token_endpoint_requires_grant_type(api: UpsApi, ups: SandboxServer) -> None:
