@@ -172,7 +172,9 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     behaviours = providers_manager.field_behaviours
     assert behaviours["ups"]["relabeling"] == {"host": "API base URL", "login": "Client ID",
                                                "password": "Client secret"}
-    assert set(behaviours["ups"]["hidden_fields"]) == {"schema", "port"}
+    assert set(behaviours["ups"]["hidden_fields"]) == {"schema"}  # port stays: the UI's Test button needs it
+    assert behaviours["ups"]["placeholders"]["port"].startswith("443")
+    assert set(behaviours["business_central"]["hidden_fields"]) == {"schema"}
     assert behaviours["business_central"]["relabeling"]["login"] == "Entra client ID"
     assert "host" in behaviours["business_central"]["placeholders"]
 
@@ -185,7 +187,7 @@ def test_connection_ui_metadata_lists_our_forms(providers_manager):
     ups = meta["ups"]
     assert ups.hook_class_name == OUR_HOOKS["ups"]
     assert ups.standard_fields.login.title == "Client ID"
-    assert ups.standard_fields.port.hidden is True
+    assert ups.standard_fields.port.hidden is False and ups.standard_fields.port.placeholder.startswith("443")
     assert ups.extra_fields["account_number"]["schema"]["title"] == "UPS account number"
     assert ups.extra_fields["track_alert_credential"]["schema"]["format"] == "password"
     bc = meta["business_central"]

@@ -22,14 +22,20 @@ def _field(label: str, description: str, *, type_: str = "string", default: Any 
     return {"label": label, "description": description, "schema": spec}
 
 
+#: The port field stays visible: the Test button of Airflow 3.3's connection list sends ``port: 0`` for a connection
+#: saved without one, and the API then refuses it (HTTP 400 "The host or port to test differs from the stored
+#: connection", apache/airflow#73298). The hooks use the port only when the host URL names none.
+PORT_PLACEHOLDER = "443 (the host's port; the Test button needs it)"
+
 UPS_CONNECTION = {
     "connection-type": "ups",
     "hook-class-name": "ml_connector.carriers.ups.hook.UpsHook",
     "hook-name": "UPS (OAuth)",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
-        "placeholders": {"host": "https://onlinetools.ups.com (CIE test: https://wwwcie.ups.com)"},
+        "placeholders": {"host": "https://onlinetools.ups.com (CIE test: https://wwwcie.ups.com)",
+                         "port": PORT_PLACEHOLDER},
     },
     "conn-fields": {
         "account_number": _field(
@@ -58,9 +64,9 @@ BUSINESS_CENTRAL_CONNECTION = {
     "hook-class-name": "ml_connector.erp.business_central.hook.BusinessCentralHook",
     "hook-name": "Dynamics 365 Business Central",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {"host": "API host", "login": "Entra client ID", "password": "Entra client secret"},
-        "placeholders": {"host": "https://api.businesscentral.dynamics.com"},
+        "placeholders": {"host": "https://api.businesscentral.dynamics.com", "port": PORT_PLACEHOLDER},
     },
     "conn-fields": {
         "tenant_id": _field("Tenant ID", "Microsoft Entra tenant id (GUID) or domain."),
