@@ -22,6 +22,7 @@ from ml_connector import http  # noqa: E402
 from ml_connector.carriers.ups.hook import UpsHook  # noqa: E402
 from ml_connector.ledger import Ledger, ShipmentState  # noqa: E402
 from ml_connector.models import Address, Order, Package  # noqa: E402
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET  # noqa: E402
 from ml_connector_sandbox.testing import SandboxServer  # noqa: E402
 
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -94,7 +95,7 @@ def main() -> None:
         print(f"ledger PostgreSQL: skipped ({type(exc).__name__})")
     with SandboxServer(["ups"]) as server:
         os.environ["AIRFLOW_CONN_UPS_DEFAULT"] = json.dumps({
-            "conn_type": "ups", "host": server.url("ups"), "login": "bench", "password": "bench-secret",
+            "conn_type": "ups", "host": server.url("ups"), "login": UPS_CLIENT_ID, "password": UPS_CLIENT_SECRET,
             "extra": {"account_number": "A1B2C3"}})
         ledger = Ledger(sqlite_url)
         bench_token_cache(server, ledger)

@@ -15,6 +15,8 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
+# The Test button of Admin > Connections (POST /api/v2/connections/test) is disabled by default in Airflow 3.
+export AIRFLOW__CORE__TEST_CONNECTION=Enabled
 mkdir -p "$AIRFLOW_HOME" "$ROOT/plugins"
 # private: the home holds the Fernet keys, the admin password file and the metadata DB with connections
 chmod 700 "$ROOT/.airflow" "$AIRFLOW_HOME" 2>/dev/null || true
@@ -41,7 +43,8 @@ import os, re, sys
 path = sys.argv[1]
 pinned = {"core": {"dags_folder": os.environ["AIRFLOW__CORE__DAGS_FOLDER"],
                    "plugins_folder": os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"],
-                   "load_examples": "False", "executor": "LocalExecutor"}}
+                   "load_examples": "False", "executor": "LocalExecutor",
+                   "test_connection": os.environ["AIRFLOW__CORE__TEST_CONNECTION"]}}
 lines, section = open(path).read().splitlines(keepends=True), None
 for i, line in enumerate(lines):
     if m := re.match(r"\[([^\]]+)\]", line):

@@ -70,6 +70,7 @@ cat <<MSG
   login:       admin / $PASSWORD
   DAG:         business_central_ups ($([ -n "$UNPAUSED" ] && echo unpaused || echo PAUSED); runs every 15 minutes against the sandbox)
   sandbox:     UPS http://127.0.0.1:$UPS_PORT, Business Central http://127.0.0.1:$BC_PORT
+  connections: Admin > Connections: ups_default, business_central_default (their Test button works)
   ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report business_central_ups --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
   logs:        $AIRFLOW_HOME/standalone.log
   Ctrl-C stops Airflow and the sandbox.

@@ -130,9 +130,13 @@ UPS_ACCOUNT = "A1B2C3"
 
 
 def ups_connection(url: str, **extra) -> str:
+    """``ups_default`` as JSON: the sandbox at ``url`` with the only credentials it accepts (any other password
+    exercises a refusal)."""
     import json
 
-    return json.dumps({"conn_type": "ups", "host": url, "login": "test-client-id", "password": "test-client-secret",
+    from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
+
+    return json.dumps({"conn_type": "ups", "host": url, "login": UPS_CLIENT_ID, "password": UPS_CLIENT_SECRET,
                        "extra": {"account_number": UPS_ACCOUNT, **extra}})
 
 

@@ -17,6 +17,7 @@ from tests.conftest import UPS_ACCOUNT, ups_connection
 
 from ml_connector.carriers.ups.hook import UpsHook
 from ml_connector.provider import get_provider_info
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 
 AIRFLOW_DIR = Path(airflow.__file__).resolve().parent
 PACKAGE = "ml-connector"
@@ -171,7 +172,9 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     behaviours = providers_manager.field_behaviours
     assert behaviours["ups"]["relabeling"] == {"host": "API base URL", "login": "Client ID",
                                                "password": "Client secret"}
-    assert set(behaviours["ups"]["hidden_fields"]) == {"schema", "port"}
+    assert set(behaviours["ups"]["hidden_fields"]) == {"schema"}  # port stays: the UI's Test button needs it
+    assert behaviours["ups"]["placeholders"]["port"].startswith("443")
+    assert set(behaviours["business_central"]["hidden_fields"]) == {"schema"}
     assert behaviours["business_central"]["relabeling"]["login"] == "Entra client ID"
     assert "host" in behaviours["business_central"]["placeholders"]
 
@@ -184,7 +187,7 @@ def test_connection_ui_metadata_lists_our_forms(providers_manager):
     ups = meta["ups"]
     assert ups.hook_class_name == OUR_HOOKS["ups"]
     assert ups.standard_fields.login.title == "Client ID"
-    assert ups.standard_fields.port.hidden is True
+    assert ups.standard_fields.port.hidden is False and ups.standard_fields.port.placeholder.startswith("443")
     assert ups.extra_fields["account_number"]["schema"]["title"] == "UPS account number"
     assert ups.extra_fields["track_alert_credential"]["schema"]["format"] == "password"
     bc = meta["business_central"]
@@ -225,10 +228,10 @@ def test_ups_test_button_through_airflows_connection(ups, providers_manager, no_
     from airflow.sdk import Connection
 
     def connection(password: str) -> Connection:
-        return Connection(conn_id="ups_from_ui", conn_type="ups", host=ups.url("ups"), login="test-client-id",
+        return Connection(conn_id="ups_from_ui", conn_type="ups", host=ups.url("ups"), login=UPS_CLIENT_ID,
                           password=password, extra=json.dumps({"account_number": UPS_ACCOUNT}))
 
-    ok, message = connection("test-client-secret").test_connection()
+    ok, message = connection(UPS_CLIENT_SECRET).test_connection()
     assert ok is True, message
     assert UPS_ACCOUNT in message
     ok, message = connection("wrong-secret").test_connection()

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The port field stays visible in every form: the Test button of Airflow 3.3's connection list sends ``port: 0``
+#: for a connection saved without one, and the API then refuses it (HTTP 400 "The host or port to test differs
+#: from the stored connection", apache/airflow#73298). Hooks use the port only when the host URL names none.
+PORT_PLACEHOLDER = "443 (the host's port; the Test button needs it)"
+
 
 def field(label: str, description: str, *, type_: str = "string", default: Any = None,
           secret: bool = False, **schema: Any) -> dict[str, Any]:

@@ -1,8 +1,26 @@
-"""Spec-faithful local fakes of the vendor APIs, for the demo and the end-to-end tests.
+"""Spec-faithful local fakes of the vendor APIs, for the demo and the end-to-end tests (never for production).
 
 ``python -m ml_connector_sandbox`` serves every registered vendor app on loopback, each on its own
 port, in one process (see :mod:`ml_connector_sandbox.server`). Tests use
 :class:`ml_connector_sandbox.testing.SandboxServer`.
+
+One vendor, one subpackage, found by convention: ``ml_connector_sandbox.<vendor>`` exposes
+``create_app(state=None) -> FastAPI`` and is built from FastAPI routers, one module per vendor concern
+(``ups/``: oauth, address, shipping, tracking, control, state, errors; ``business_central/``: entra,
+companies, sales_orders, writeback, odata, control, state, seed, errors). Shared machinery (state with
+knobs and counters, the ``/_sandbox`` control endpoints, the fault middleware) is in
+:mod:`ml_connector_sandbox.common`; the vendored OpenAPI specs and their validator in
+:mod:`ml_connector_sandbox.specs`.
+
+Credentials: each sandbox accepts only its documented sandbox app and refuses anything else with the
+vendor's own answer (:mod:`ml_connector_sandbox.credentials`, the values of ``airflow_settings.yaml``):
+
+=================  ============================  ================================
+vendor             client id (connection login)  client secret (connection password)
+=================  ============================  ================================
+ups                ``sandbox-client-id``         ``sandbox-client-secret``
+business_central   ``sandbox-entra-client-id``   ``sandbox-entra-client-secret``
+=================  ============================  ================================
 """
 
 from __future__ import annotations
@@ -14,12 +32,24 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
+def vendor_names() -> list[str]:
+    """The vendors that have a sandbox: the one place that says which.
+
+    TODO: read them from ``ml_connector.registry`` (the production package's list of vendors) once it
+    exists; a vendor listed there without a subpackage here is then skipped by :func:`available_vendors`.
+    """
+    return ["ups", "business_central"]
+
+
+def app_target(vendor: str) -> str:
+    """``"ml_connector_sandbox.<vendor>:create_app"``: where a vendor's app factory lives, by convention."""
+    return f"{__name__}.{vendor}:create_app"
+
+
 #: vendor name -> "module:factory". Factories take an optional state and return a FastAPI app.
 #: Modules are imported lazily, so a vendor whose module is missing does not break the others.
-VENDOR_APPS: dict[str, str] = {
-    "ups": "ml_connector_sandbox.ups:create_app",
-    "business_central": "ml_connector_sandbox.business_central:create_app",
-}
+VENDOR_APPS: dict[str, str] = {vendor: app_target(vendor) for vendor in vendor_names()}
 
 
 def load_app_factory(vendor: str) -> Callable[..., Any]:

@@ -1,6 +1,6 @@
 """Vendor-neutral sandbox parts: state with knobs and counters, control endpoints, fault middleware.
 
-Every vendor app (``ups.py``, later ``business_central.py`` ...) subclasses :class:`SandboxState`,
+Every vendor app (``ups/``, ``business_central/`` ...) subclasses :class:`SandboxState`,
 declares its knobs and counters, and calls :func:`install_sandbox` on its FastAPI app. That mounts
 the control endpoints under ``/_sandbox/`` and the :class:`SandboxMiddleware`, which adds latency,
 answers knob-driven 429 bursts and drops connections on request. Control endpoints are never

@@ -4,7 +4,8 @@
   lines for the connections of an Astro ``airflow_settings.yaml`` (optionally re-pointing hosts at a running
   sandbox with ``--sandbox-ports FILE``).
 - ``python -m ml_connector_sandbox.devtools import-connections airflow_settings.yaml``: upsert them into the Airflow
-  metadata database, so they show (and can be tested) in the UI.
+  metadata database, so they show (and can be tested) in the UI. ``ups`` and ``business_central`` connections
+  get the port of their host URL when they have none (see :data:`PORT_FROM_HOST_TYPES`).
 - ``python -m ml_connector_sandbox.devtools report PIPELINE``: the demo table (orders seen, labels, written back,
   quarantined with reasons) from the ledger.
 - ``python -m ml_connector_sandbox.devtools data-interval PIPELINE --at ISO``: the data interval ``airflow dags test
@@ -27,11 +28,30 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 #: which sandbox vendor stands in for which connection (host and, for Entra, the token authority)
 SANDBOX_FOR_CONNECTION = {"ups_default": "ups", "business_central_default": "business_central"}
+#: Connection types whose port is stored explicitly (the port of the host URL) when none is given: ml-connector's
+#: hooks read the host URL and ignore a port that the URL already names. Why store it at all: the Test button of
+#: Airflow 3.3's connection list posts ``port: Number(connection.port)``, i.e. ``0`` for an empty port, and
+#: ``POST /api/v2/connections/test`` then refuses with HTTP 400 "The host or port to test differs from the
+#: stored connection" instead of testing the stored credentials (fixed upstream by apache/airflow#73298).
+#: Other types are left alone: e.g. the HTTP provider appends the port to a host URL that already has one.
+PORT_FROM_HOST_TYPES = frozenset({"ups", "business_central"})
+
+
+def url_port(url: str | None) -> int | None:
+    """The TCP port an ``http(s)://`` URL addresses (its explicit port, else 443 / 80); None for anything else."""
+    if not url or "://" not in url:
+        return None
+    parts = urlsplit(url.strip())
+    try:
+        return parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        return None
 
 
 def read_connections(path: str | Path, *, sandbox_urls: dict[str, str] | None = None,
@@ -56,6 +76,10 @@ def read_connections(path: str | Path, *, sandbox_urls: dict[str, str] | None = 
             conn["host"] = sandbox_urls[vendor]
             if "authority" in conn["extra"]:
                 conn["extra"]["authority"] = sandbox_urls[vendor]
+            if conn["conn_type"] in PORT_FROM_HOST_TYPES:
+                conn["port"] = url_port(conn["host"])  # the sandbox's actual port, whatever the file says
+        if conn["conn_type"] in PORT_FROM_HOST_TYPES and conn["port"] in (None, ""):
+            conn["port"] = url_port(conn["host"])
         if conn["conn_type"] == "sqlite" and conn["host"] and not Path(conn["host"]).is_absolute():
             conn["host"] = str((base_dir / conn["host"]).resolve())
         connections.append({k: v for k, v in conn.items() if v not in (None, {}, "")})

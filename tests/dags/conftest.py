@@ -12,6 +12,8 @@ import requests
 import yaml
 from tests.conftest import ROOT, ups_connection
 
+from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
+
 BC_COMPANY = "4d56a68f-946e-47f8-9a1f-e90c39dc4d37"
 PIPELINE = "business_central_ups"
 
@@ -31,7 +33,8 @@ def pipeline_env(sandbox, airflow_db, tmp_path, monkeypatch):
     bc = sandbox.url("business_central")
     monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(sandbox.url("ups")))
     monkeypatch.setenv("AIRFLOW_CONN_BUSINESS_CENTRAL_DEFAULT", json.dumps({
-        "conn_type": "business_central", "host": bc, "login": "entra-client", "password": "entra-secret",
+        "conn_type": "business_central", "host": bc, "login": BUSINESS_CENTRAL_CLIENT_ID,
+        "password": BUSINESS_CENTRAL_CLIENT_SECRET,
         "extra": {"tenant_id": "sandbox-tenant", "environment": "Production", "company_id": BC_COMPANY,
                   "authority": bc}}))
     monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(

@@ -23,6 +23,7 @@ from tests.conftest import ROOT, ups_connection
 from tests.dags.conftest import BC_COMPANY, PIPELINE, place_orders
 
 from ml_connector.ledger import Ledger, ShipmentState
+from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -82,7 +83,8 @@ def standalone(sandbox, tmp_path):
         "ML_CONNECTOR_PIPELINES": str(tmp_path / "pipelines.yaml"),
         "AIRFLOW_CONN_UPS_DEFAULT": ups_connection(sandbox.url("ups")),
         "AIRFLOW_CONN_BUSINESS_CENTRAL_DEFAULT": json.dumps({
-            "conn_type": "business_central", "host": bc, "login": "entra-client", "password": "entra-secret",
+            "conn_type": "business_central", "host": bc, "login": BUSINESS_CENTRAL_CLIENT_ID,
+            "password": BUSINESS_CENTRAL_CLIENT_SECRET,
             "extra": {"tenant_id": "sandbox-tenant", "environment": "Production", "company_id": BC_COMPANY,
                       "authority": bc}}),
         "AIRFLOW_CONN_ML_CONNECTOR_LEDGER": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}),

@@ -25,6 +25,7 @@ from ml_connector.models import (
     Package,
     TrackingStatus,
 )
+from ml_connector_sandbox.credentials import UPS_CLIENT_SECRET
 
 FAST = http.RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05)
 SHIPPER = Address(name="CRONUS USA, Inc.", phone="5105550100", lines=["2100 Powell Street"], city="Emeryville",
@@ -66,7 +67,7 @@ def test_cached_token_is_encrypted_at_rest(hook, sqlite_ledger):
     token = hook.get_token()
     with sqlite_ledger.read() as conn:
         stored = conn.execute(sa.select(schema.secrets.c.ciphertext)).scalar_one()
-    assert token not in stored and "test-client-secret" not in stored
+    assert token not in stored and UPS_CLIENT_SECRET not in stored
 
 
 def test_expiry_comes_from_issued_at_plus_expires_in(hook, ups):

@@ -20,12 +20,13 @@ from ml_connector.erp.business_central.mapping import tracking_patch
 from ml_connector.errors import AuthenticationError, ConflictError, RetryableApiError
 from ml_connector.ledger import schema
 from ml_connector_sandbox.business_central import SEED_PATH
+from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
 
 VENDOR = "business_central"
 SEED = json.loads(SEED_PATH.read_text())
 COMPANY_ID = SEED["company"]["id"]
-CLIENT_ID = "ml-connector-client"
-CLIENT_SECRET = "bc-client-secret-4f9a"
+CLIENT_ID = BUSINESS_CENTRAL_CLIENT_ID  # the only app the sandbox accepts; any other secret is refused
+CLIENT_SECRET = BUSINESS_CENTRAL_CLIENT_SECRET
 FAST = http.RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05)
 ORDER_ID = {o["number"]: o["id"] for o in SEED["sales_orders"]}
 THREE_DAYS_OLD = "S-ORD101011"

@@ -1,14 +1,14 @@
 """The ``ups`` connection type: the form the Airflow UI shows for ``ups_default``."""
 
 from ml_connector.carriers.ups.rules import SHIPPER_NUMBER_PATTERN
-from ml_connector.connection_forms import field
+from ml_connector.connection_forms import PORT_PLACEHOLDER, field
 
 #: the form; connection type, hook class and name come from :mod:`ml_connector.registry`
 CONNECTION_FORM = {
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {"host": "API base URL", "login": "Client ID", "password": "Client secret"},
-        "placeholders": {"host": "https://onlinetools.ups.com (CIE test: https://wwwcie.ups.com)"},
+        "placeholders": {"host": "https://onlinetools.ups.com (CIE test: https://wwwcie.ups.com)", "port": PORT_PLACEHOLDER},
     },
     "conn-fields": {
         "account_number": field(

@@ -1,13 +1,13 @@
 """The ``business_central`` connection type: the form the Airflow UI shows for ``business_central_default``."""
 
-from ml_connector.connection_forms import field
+from ml_connector.connection_forms import PORT_PLACEHOLDER, field
 
 #: the form; connection type, hook class and name come from :mod:`ml_connector.registry`
 CONNECTION_FORM = {
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
+        "hidden-fields": ["schema"],
         "relabeling": {"host": "API host", "login": "Entra client ID", "password": "Entra client secret"},
-        "placeholders": {"host": "https://api.businesscentral.dynamics.com"},
+        "placeholders": {"host": "https://api.businesscentral.dynamics.com", "port": PORT_PLACEHOLDER},
     },
     "conn-fields": {
         "tenant_id": field("Tenant ID", "Microsoft Entra tenant id (GUID) or domain."),

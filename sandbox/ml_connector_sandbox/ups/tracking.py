@@ -1,4 +1,6 @@
-"""UPS Track API v1 in the sandbox: per-package scan timelines and ``trackResponse`` answers.
+"""UPS Track API v1: ``GET /api/track/v1/details/{n}``, ``/shipment/details/{n}``, ``/reference/details/{ref}``.
+
+Per-package scan timelines and ``trackResponse`` answers.
 
 A label starts with one manifest scan (type M, code MP). Moving it along, by the control endpoint
 ``POST /_sandbox/ups/advance`` or by the ``tracking_auto_advance_seconds`` knob, appends the scans of
@@ -14,9 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from ml_connector_sandbox.ups_errors import TRACKING_NOT_FOUND
-from ml_connector_sandbox.ups_shipping import SERVICES, TINY_GIF
-from ml_connector_sandbox.ups_state import StoredPackage, StoredShipment, TrackEvent, UpsState
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ml_connector_sandbox.ups import errors as codes
+from ml_connector_sandbox.ups.errors import TRACKING_NOT_FOUND, ups_error, ups_error_from
+from ml_connector_sandbox.ups.shipping import SERVICES, TINY_GIF
+from ml_connector_sandbox.ups.state import StoredPackage, StoredShipment, TrackEvent, UpsState
 
 #: Activity times are given in US Eastern standard time, like most CIE answers.
 LOCAL_OFFSET = timezone(timedelta(hours=-5))
@@ -318,3 +324,65 @@ def find_by_reference(state: UpsState, reference: str, options: dict[str, str]) 
             if packages:
                 found.append((shipment, packages))
     return found
+
+
+# -- routes ----------------------------------------------------------------------------------------
+def _require_track_headers(request: Request) -> None:
+    """Tracking.yaml marks ``transId`` and ``transactionSrc`` as required headers."""
+    missing = [name for name in ("transId", "transactionSrc") if not request.headers.get(name)]
+    if missing:
+        raise ups_error(400, codes.TRACK_HEADER_MISSING, f"Missing required header: {', '.join(missing)}")
+
+
+def _check_inquiry_number(number: str) -> None:
+    """Tracking.yaml: an inquiry number is 7 to 34 characters."""
+    if not 7 <= len(number.strip()) <= 34:
+        raise ups_error_from(400, codes.INQUIRY_INVALID)
+
+
+def router(state: UpsState) -> APIRouter:
+    """Track by number, by shipment and by reference (mounted under ``/api``)."""
+    api = APIRouter(tags=["Tracking"])
+
+    @api.get("/track/v1/details/{inquiry_number}")
+    def track_details(inquiry_number: str, request: Request) -> JSONResponse:
+        _require_track_headers(request)
+        _check_inquiry_number(inquiry_number)
+        state.increment("track_requests")
+        with state.lock:
+            found = state.find_package(inquiry_number)
+            if found:
+                refresh(state, *found)
+            entries = [(found[0], [found[1]])] if found else []
+            return JSONResponse(shipment_answer(inquiry_number, entries, dict(request.query_params)))
+
+    @api.get("/track/v1/shipment/details/{inquiry_number}")
+    def track_shipment(inquiry_number: str, request: Request) -> JSONResponse:
+        _require_track_headers(request)
+        _check_inquiry_number(inquiry_number)
+        state.increment("track_requests")
+        offset = request.query_params.get("offset", "0")
+        count = request.query_params.get("count", "50")
+        if not (offset.isdigit() and count.isdigit()):
+            raise ups_error(400, codes.SCHEMA_INVALID, "offset and count must be whole numbers")
+        offset, count = int(offset), int(count)
+        with state.lock:
+            found = state.find_package(inquiry_number)
+            entries = []
+            if found:
+                shipment = found[0]
+                for package in shipment.packages:
+                    refresh(state, shipment, package)
+                entries = [(shipment, shipment.packages[offset: offset + count])]
+            return JSONResponse(shipment_answer(inquiry_number, entries, dict(request.query_params)))
+
+    @api.get("/track/v1/reference/details/{reference_number}")
+    def track_reference(reference_number: str, request: Request) -> JSONResponse:
+        _require_track_headers(request)
+        state.increment("track_reference_requests")
+        options = dict(request.query_params)
+        with state.lock:
+            found = find_by_reference(state, reference_number, options)
+            return JSONResponse(shipment_answer(reference_number, found, options))
+
+    return api

@@ -1,6 +1,8 @@
-"""UPS Ship and Void in the sandbox: business rules the schema cannot express, labels, answers.
+"""UPS Ship and Void: ``POST /api/shipments/{version}/ship`` and ``DELETE /api/shipments/{version}/void/cancel/{id}``.
 
-The request has already passed Shipping.yaml schema validation when these functions run.
+Business rules the schema cannot express, labels, answers. The request has already passed Shipping.yaml
+schema validation when the rule functions run; a Ship call refused by a rule is recorded too
+(``GET /_sandbox/validation_errors``, ``kind`` "rule").
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ml_connector_sandbox.ups_errors import (
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ml_connector_sandbox.common import DropConnection, VendorError
+from ml_connector_sandbox.ups import errors as codes
+from ml_connector_sandbox.ups.errors import (
     BILL_SHIPPER_MISMATCH,
     PACKAGE_REFERENCE_NOT_ALLOWED,
     SCHEMA_INVALID,
@@ -21,7 +28,8 @@ from ml_connector_sandbox.ups_errors import (
     ups_error,
     ups_error_from,
 )
-from ml_connector_sandbox.ups_state import StoredPackage, StoredShipment, TrackEvent, UpsState
+from ml_connector_sandbox.ups.state import StoredPackage, StoredShipment, TrackEvent, UpsState
+from ml_connector_sandbox.ups.validation import json_body, operation, reject_invalid, validator
 
 #: Service codes and names, from Shipping.yaml #/components/schemas/Shipment_Service/properties/Code.
 SERVICES: dict[str, str] = {
@@ -311,3 +319,42 @@ def void_shipment(state: UpsState, shipment_id: str, raw_tracking_numbers: str |
         ]
     return {"VoidShipmentResponse": answer}
 
+
+
+# -- routes ----------------------------------------------------------------------------------------
+def router(state: UpsState) -> APIRouter:
+    """``POST /shipments/{version}/ship`` and the void ``DELETE`` (mounted under ``/api``)."""
+    api = APIRouter(tags=["Shipping"])
+
+    @api.post("/shipments/{version}/ship")
+    async def ship(version: str, request: Request) -> JSONResponse:
+        state.increment("ship_requests")
+        if version not in SHIP_VERSIONS:
+            raise ups_error(400, codes.VERSION_INVALID, f"Invalid version {version!r}: use v2409")
+        body = await json_body(state, request)
+        reject_invalid(state, request, validator("Shipping.yaml").request_errors(
+            "/shipments/{version}/ship", "post", body))
+        try:
+            check_ship_rules(body)
+        except VendorError as exc:
+            # Recorded too: an end-to-end test can assert the connector never sent a request UPS refuses.
+            error = exc.body["response"]["errors"][0]
+            state.record_validation_error(operation(request), [f"{error['code']} {error['message']}"], kind="rule")
+            raise
+        with state.lock:
+            shipment = build_shipment(body, next_serial=state.next_serial, now=state.now())
+            state.store_shipment(shipment)
+            crash = state.take_one("crash_after_label_next")
+            single = state.knobs["package_results_single_object"]
+        if crash:
+            # The label exists (counted, trackable by reference) but the client never hears of it.
+            raise DropConnection
+        return JSONResponse(ship_response(shipment, body, version=version, package_results_single_object=single))
+
+    @api.delete("/shipments/{version}/void/cancel/{shipment_id}")
+    def void(version: str, shipment_id: str, request: Request) -> JSONResponse:
+        if version not in VOID_VERSIONS:
+            raise ups_error(400, codes.VERSION_INVALID, f"Invalid version {version!r}: use v2409")
+        return JSONResponse(void_shipment(state, shipment_id, request.query_params.get("trackingnumber")))
+
+    return api

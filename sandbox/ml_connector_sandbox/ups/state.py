@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from ml_connector_sandbox.common import SandboxState, VendorError
-from ml_connector_sandbox.ups_errors import TOO_MANY_REQUESTS, ups_error_from
+from ml_connector_sandbox.ups.errors import TOO_MANY_REQUESTS, ups_error_from
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""UPS Address Validation (XAV, street level) in the sandbox: deterministic rules on the address text.
+"""UPS Address Validation (XAV, street level): ``POST /api/addressvalidation/{version}/{requestoption}``.
+
+The answer follows deterministic rules on the address text.
 
 Rules (documented for test authors; the real CIE only answers for NY and CA addresses):
 
@@ -18,6 +20,14 @@ from __future__ import annotations
 import re
 import zlib
 from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ml_connector_sandbox.ups import errors as codes
+from ml_connector_sandbox.ups.errors import ups_error
+from ml_connector_sandbox.ups.state import UpsState
+from ml_connector_sandbox.ups.validation import json_body, reject_invalid, validator
 
 SUCCESS = {"ResponseStatus": {"Code": "1", "Description": "Success"}}
 UNCLASSIFIED = {"Code": "0", "Description": "UnClassified"}
@@ -156,3 +166,29 @@ def xav_response(key_format: dict[str, Any], request_option: str, *, max_candida
         else:
             response["Candidate"] = candidates
     return {"XAVResponse": response}
+
+
+def router(state: UpsState) -> APIRouter:
+    """``POST /addressvalidation/{version}/{requestoption}`` (mounted under ``/api``)."""
+    api = APIRouter(tags=["Address Validation"])
+
+    @api.post("/addressvalidation/{version}/{requestoption}")
+    async def address_validation(version: str, requestoption: str, request: Request) -> JSONResponse:
+        state.increment("xav_requests")
+        if version not in ("v1", "v2"):
+            raise ups_error(400, codes.VERSION_INVALID, f"Invalid version {version!r}: use v2")
+        if requestoption not in ("1", "2", "3"):
+            raise ups_error(400, codes.SCHEMA_INVALID, f"Invalid requestoption {requestoption!r}: use 1, 2 or 3")
+        body = await json_body(state, request)
+        errors = validator("AddressValidation.yaml").request_errors(
+            "/addressvalidation/{version}/{requestoption}", "post", body)
+        reject_invalid(state, request, errors)
+        raw_size = request.query_params.get("maximumcandidatelistsize", "15")
+        if not raw_size.isdigit() or int(raw_size) > 50:
+            raise ups_error(400, codes.SCHEMA_INVALID, "maximumcandidatelistsize must be 0-50")
+        # v1 is object-if-single by contract; v2 only when the knob asks for UPS's real-world habit.
+        single = version == "v1" or state.knob("xav_single_object")
+        return JSONResponse(xav_response(body["XAVRequest"]["AddressKeyFormat"], requestoption,
+                                         max_candidates=int(raw_size), single_object=single))
+
+    return api

@@ -1,0 +1,30 @@
+"""The only credentials the sandboxes accept, one pair per vendor (the values in ``airflow_settings.yaml``).
+
+A sandbox refuses every other client id or secret with the vendor's own answer, so a wrong secret in a
+connection fails against the sandbox exactly as it fails against the vendor:
+
+- UPS OAuth (``POST /security/v1/oauth/token``): :data:`UPS_CLIENT_ID` / :data:`UPS_CLIENT_SECRET`;
+  anything else is HTTP 401 ``{"response": {"errors": [{"code": "10401", "message": "ClientId is Invalid"}]}}``.
+- Microsoft Entra for Business Central (``POST /{tenant}/oauth2/v2.0/token``): :data:`BUSINESS_CENTRAL_CLIENT_ID`
+  / :data:`BUSINESS_CENTRAL_CLIENT_SECRET`; an unknown client id is HTTP 400 ``unauthorized_client``
+  (AADSTS700016), a wrong secret HTTP 401 ``invalid_client`` (AADSTS7000215).
+
+Test code imports these constants instead of repeating the strings; to exercise a refusal, use any other value.
+"""
+
+from __future__ import annotations
+
+#: UPS app ("Client ID" / "Client Secret" of an app at developer.ups.com): the ``ups_default`` login / password.
+UPS_CLIENT_ID = "sandbox-client-id"
+UPS_CLIENT_SECRET = "sandbox-client-secret"
+
+#: Microsoft Entra app registration (client id / client secret value): the ``business_central_default`` login /
+#: password.
+BUSINESS_CENTRAL_CLIENT_ID = "sandbox-entra-client-id"
+BUSINESS_CENTRAL_CLIENT_SECRET = "sandbox-entra-client-secret"
+
+#: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
+SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
+    "ups": (UPS_CLIENT_ID, UPS_CLIENT_SECRET),
+    "business_central": (BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET),
+}
