@@ -25,7 +25,7 @@ from ml_connector.models import (
     Package,
     TrackingStatus,
 )
-from ml_connector_sandbox.credentials import UPS_CLIENT_SECRET
+from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 
 FAST = http.RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05)
 SHIPPER = Address(name="CRONUS USA, Inc.", phone="5105550100", lines=["2100 Powell Street"], city="Emeryville",
@@ -189,7 +189,7 @@ def test_void(hook):
 def test_test_connection_reports_the_account(hook, ups):
     ok, message = hook.test_connection()
     assert ok and UPS_ACCOUNT in message
-    assert ups.url("ups") in message and "test-client-id" in message and "valid for" in message
+    assert ups.url("ups") in message and UPS_CLIENT_ID in message and "valid for" in message
 
 
 def wrong_secret(ups, monkeypatch) -> None:
