@@ -34,12 +34,11 @@ log = logging.getLogger(__name__)
 
 
 def vendor_names() -> list[str]:
-    """The vendors that have a sandbox: the one place that says which.
+    """The vendors of ``ml_connector.registry`` (the one list of vendors); a vendor listed there without a
+    subpackage here is skipped by :func:`available_vendors`."""
+    from ml_connector import registry
 
-    TODO: read them from ``ml_connector.registry`` (the production package's list of vendors) once it
-    exists; a vendor listed there without a subpackage here is then skipped by :func:`available_vendors`.
-    """
-    return ["ups", "business_central"]
+    return [vendor.name for vendor in registry.vendors()]
 
 
 def app_target(vendor: str) -> str:

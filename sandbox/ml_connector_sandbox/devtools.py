@@ -32,15 +32,18 @@ from urllib.parse import urlsplit
 
 import yaml
 
-#: which sandbox vendor stands in for which connection (host and, for Entra, the token authority)
-SANDBOX_FOR_CONNECTION = {"ups_default": "ups", "business_central_default": "business_central"}
+from ml_connector import registry
+
+#: which sandbox vendor stands in for which connection (host and, for Entra, the token authority): the
+#: registry's default connection id of every vendor
+SANDBOX_FOR_CONNECTION = {vendor.default_conn_id: vendor.name for vendor in registry.vendors()}
 #: Connection types whose port is stored explicitly (the port of the host URL) when none is given: ml-connector's
 #: hooks read the host URL and ignore a port that the URL already names. Why store it at all: the Test button of
 #: Airflow 3.3's connection list posts ``port: Number(connection.port)``, i.e. ``0`` for an empty port, and
 #: ``POST /api/v2/connections/test`` then refuses with HTTP 400 "The host or port to test differs from the
 #: stored connection" instead of testing the stored credentials (fixed upstream by apache/airflow#73298).
 #: Other types are left alone: e.g. the HTTP provider appends the port to a host URL that already has one.
-PORT_FROM_HOST_TYPES = frozenset({"ups", "business_central"})
+PORT_FROM_HOST_TYPES = frozenset(vendor.conn_type for vendor in registry.vendors())
 
 
 def url_port(url: str | None) -> int | None:

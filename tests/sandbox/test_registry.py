@@ -13,7 +13,7 @@ from ml_connector_sandbox.common import SandboxState
 
 def test_vendor_apps_follow_the_naming_convention():
     names = ml_connector_sandbox.vendor_names()
-    assert names == ["ups", "business_central"]
+    assert names == ["business_central", "ups"]
     assert ml_connector_sandbox.VENDOR_APPS == {name: f"ml_connector_sandbox.{name}:create_app" for name in names}
     assert ml_connector_sandbox.available_vendors() == names
 
