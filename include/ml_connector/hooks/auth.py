@@ -274,7 +274,8 @@ class RotatingRefreshTokenAuth(TokenAuth):
         return self._initial is not None and (state is None or state.get("seed") != _fingerprint(self._initial))
 
     def _refresh(self, current: CachedSecret | None) -> tuple[str, float]:
-        """Runs under the store's lock: spend the current refresh token, return the new entry."""
+        """Called by the store (one worker at a time) when the entry is stale: spend the current refresh
+        token, return the new entry."""
         self._spent_from = current.value if current else None
         state = self._load(self._spent_from)
         if self._seed_changed(state):
