@@ -119,7 +119,7 @@ class TransportError(RetryableError):
     :param attempts: how many tries were made.
     """
 
-    def __init__(self, message: str, *, reason: str, url: str = "", attempts: int = 1) -> None:
+    def __init__(self, message: str, *, reason: str = "", url: str = "", attempts: int = 1) -> None:
         super().__init__(message)
         self.reason = reason
         self.url = url

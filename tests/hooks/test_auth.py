@@ -325,6 +325,35 @@ def test_a_lost_refresh_answer_is_ambiguous_not_retried(loopback, store):
     assert len(loopback.seen("POST", "/oauth2/token")) == 1  # the old refresh token was not sent twice
 
 
+class RacyStore(SecretStore):
+    """A store whose refresh is not exclusive: another worker rotates the token between our read and our
+    refresh, so we spend a refresh token that is already dead."""
+
+    def __init__(self, ledger, other):
+        super().__init__(ledger)
+        self.other = other
+
+    def get_or_refresh(self, name, refresh, *, margin, force=False, stale_value=None):
+        current = self.get(name)
+        if current is not None and current.fresh(margin) and not force:
+            return current.value
+        self.other.token(force=True)  # the other worker wins the race and stores rt-2
+        value, expires_at = refresh(current)  # we spend rt-1 again: invalid_grant
+        self.put(name, value, expires_at=expires_at)
+        return value
+
+
+def test_a_refresh_token_spent_by_a_racing_worker_is_not_a_reauthorization(loopback, sqlite_ledger):
+    server = RotatingServer(loopback, ttl=600)
+    store = SecretStore(sqlite_ledger)
+    rotating(server, store).token()  # rt-1 stored
+    store.put("exact:token:test", json.dumps({**stored_entry(store), "access_token": None}), expires_at=0.0)
+    racy = RacyStore(sqlite_ledger, other=rotating(server, store))
+    assert rotating(server, racy).token() == "at-2"  # the racing worker's token, no AuthenticationError
+    assert server.reused == ["rt-1"]  # the race happened...
+    assert stored_entry(store)["refresh_token"] == "rt-2"  # ...and the live refresh token survived it
+
+
 def test_concurrent_workers_spend_each_refresh_token_once(loopback, ledger):
     """Threads stand in for workers: all find the access token stale at the same moment."""
     server = RotatingServer(loopback, ttl=600)

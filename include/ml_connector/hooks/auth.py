@@ -255,6 +255,7 @@ class RotatingRefreshTokenAuth(TokenAuth):
         http.mask(self._initial)
         self._value: str | None = None  # the store entry our last access token came from
         self._problem: Exception | None = None  # why the last refresh answer had no usable access token
+        self._spent_from: str | None = None  # the entry whose refresh token the last refresh spent
 
     # -- the store entry: {"access_token", "refresh_token", "seed"} ---------------------------------------
 
@@ -273,8 +274,10 @@ class RotatingRefreshTokenAuth(TokenAuth):
         return self._initial is not None and (state is None or state.get("seed") != _fingerprint(self._initial))
 
     def _refresh(self, current: CachedSecret | None) -> tuple[str, float]:
-        """Runs under the store's lock: spend the current refresh token, return the new entry."""
-        state = self._load(current.value if current else None)
+        """Called by the store (one worker at a time) when the entry is stale: spend the current refresh
+        token, return the new entry."""
+        self._spent_from = current.value if current else None
+        state = self._load(self._spent_from)
         if self._seed_changed(state):
             refresh_token = self._initial
         else:
@@ -338,6 +341,23 @@ class RotatingRefreshTokenAuth(TokenAuth):
         raise api_error(f"{self.label} token refresh failed: {description or error or 'no refresh token'}",
                         vendor=self.vendor, status=response.status_code, code=error)
 
+    def _get_or_refresh(self, *, force: bool, stale: str | None) -> str:
+        self._spent_from = None
+        try:
+            return self.store.get_or_refresh(self.cache_key, self._refresh, margin=self.margin, force=force,
+                                             stale_value=stale)
+        except AuthenticationError as exc:
+            if exc.code != "invalid_grant":
+                raise
+            # Refused: unless another worker spent that same refresh token a moment earlier and stored its
+            # successor (only possible if the store ran two refreshes at once); then its entry is the answer.
+            latest = self.store.get(self.cache_key)
+            if (latest is None or latest.value == self._spent_from or not latest.fresh(self.margin)
+                    or not (self._load(latest.value) or {}).get("access_token")):
+                raise
+            log.warning("%s: the refresh token was spent by another worker; using the entry it stored", self.vendor)
+            return latest.value
+
     def token(self, *, force: bool = False, rejected: str | None = None) -> str:
         """The cached access token, refreshed (spending the refresh token) when it is missing, about to
         expire or was refused.
@@ -350,12 +370,10 @@ class RotatingRefreshTokenAuth(TokenAuth):
         stale = None
         if force:
             stale = self._value if (self._load(self._value) or {}).get("access_token") == rejected else None
-        value = self.store.get_or_refresh(self.cache_key, self._refresh, margin=self.margin, force=force,
-                                          stale_value=stale)
+        value = self._get_or_refresh(force=force, stale=stale)
         state = self._load(value)
         if self._seed_changed(state):  # a fresh entry, but a person pasted a new refresh token since
-            value = self.store.get_or_refresh(self.cache_key, self._refresh, margin=self.margin, force=True,
-                                              stale_value=value)
+            value = self._get_or_refresh(force=True, stale=value)
             state = self._load(value)
         access = (state or {}).get("access_token")
         if not access:
