@@ -30,3 +30,14 @@ def field(label: str, description: str, *, type_: str = "string", default: Any =
     return {"label": label, "description": description, "schema": spec}
 
 
+
+
+#: The transport extras every ml-connector hook applies (corporate proxies, private CAs, client certificates,
+#: slow on-premise ERPs), added to every form by :mod:`ml_connector.provider`. They are never sent as headers.
+TRANSPORT_FIELDS = {
+    "verify": field("TLS verification", "true (default), false, or the path of a CA bundle for a private CA."),
+    "proxies": field("Proxy", "Proxy URL for http and https (e.g. http://proxy.corp:3128); a JSON object "
+                              "{\"https\": ...} in the raw extra for one per scheme."),
+    "cert": field("Client certificate", "Path of a client certificate (PEM) where the API requires mutual TLS."),
+    "timeout": field("Timeout (seconds)", "Seconds to wait for an answer (default 60; connecting: 10)."),
+}

@@ -11,15 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector import __version__, registry
+from ml_connector.connection_forms import TRANSPORT_FIELDS
 
 
 def connection_type(vendor: registry.Vendor) -> dict[str, Any]:
     """The provider-info entry of one vendor's connection type."""
+    form = vendor.load("connection_form")
     return {
         "connection-type": vendor.conn_type,
         "hook-class-name": vendor.hook,
         "hook-name": vendor.display_name,
-        **vendor.load("connection_form"),
+        **form,
+        "conn-fields": {**form["conn-fields"], **TRANSPORT_FIELDS},
     }
 
 
