@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -198,7 +199,7 @@ class LedgerBase:
             self.ensure_schema()
 
     @classmethod
-    def from_airflow(cls, conn_id: str = DEFAULT_CONN_ID):
+    def from_airflow(cls, conn_id: str = DEFAULT_CONN_ID) -> Self:
         """Open the ledger behind the Airflow connection ``conn_id`` (default SQLite file if undefined)."""
         return cls(resolve_ledger_url(conn_id))
 
