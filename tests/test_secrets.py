@@ -188,6 +188,7 @@ def _refresh_in_process(url: str, barrier, counter) -> None:
     assert store.get_or_refresh("ups:token", refresh) == "shared-token"
 
 
+@pytest.mark.xdist_group("many_processes")  # together they would pass PostgreSQL's 100 connections
 def test_many_processes_refresh_once(ledger: Ledger, ledger_url: str):
     ctx = mp.get_context("fork")
     # 20, not 50: the UPS hook's 50-process token test may run at the same time on the other xdist worker,

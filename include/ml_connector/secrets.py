@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 KEYS_ENV = "ML_CONNECTOR_FERNET_KEYS"
 DEFAULT_REFRESH_MARGIN = 300.0  # refresh 5 minutes early: a 1-hour UPS token is used for 55 minutes
 #: How long a refresh may hold the lease before another process may take it over (and refresh again).
-DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_LEASE_SECONDS = 180.0  # longer than a token request with its retries may take (see hooks/base.py)
 
 
 @dataclass(frozen=True)

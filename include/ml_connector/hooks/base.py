@@ -35,6 +35,10 @@ from ml_connector.secrets import SecretStore
 DEFAULT_TIMEOUT = (10.0, 60.0)
 #: the UI "Test" button should answer in seconds: two tries, short waits, no long Retry-After
 CHECK_RETRY = http.RetryPolicy(attempts=2, backoff=0.2, max_backoff=1.0, max_retry_after=5.0)
+#: A token request, retries included, must end well inside the secret store's refresh lease (180 s), or a
+#: waiting process would take the lease over and ask for a second token: at most 3 x (10 + 30) s + backoff.
+TOKEN_RETRY = http.RetryPolicy(attempts=3, backoff=0.5, max_backoff=5.0, max_retry_after=30.0)
+TOKEN_TIMEOUT = (10.0, 30.0)
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -273,6 +277,11 @@ class ConnectorHook(HttpHook):
         return self._secret_store
 
     # -- sending ---------------------------------------------------------------------------------------------
+
+    @property
+    def token_retry(self) -> http.RetryPolicy:
+        """Retry policy of a token request: :data:`TOKEN_RETRY`, or the policy the hook was built with."""
+        return TOKEN_RETRY if self.retry is http.DEFAULT_RETRY else self.retry
 
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send one request through :func:`ml_connector.http.send` with the hook's session, retry policy,

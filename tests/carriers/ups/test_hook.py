@@ -244,6 +244,7 @@ def _token_in_process(ledger_url: str, conn_json: str, barrier, errors) -> None:
         errors.put(repr(exc))
 
 
+@pytest.mark.xdist_group("many_processes")  # together they would pass PostgreSQL's 100 connections
 def test_fifty_worker_processes_make_one_token_request(ups, ledger_url):
     """50 processes (like 50 Celery/Kubernetes task workers) find no token at the same moment."""
     ctx = mp.get_context("fork")

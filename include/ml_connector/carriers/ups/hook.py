@@ -29,7 +29,7 @@ from ml_connector.carriers import ups as mapping
 from ml_connector.carriers.ups.rules import check_shipper_number
 from ml_connector.errors import AuthenticationError
 from ml_connector.hooks.auth import AuthStyle
-from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
+from ml_connector.hooks.base import CHECK_RETRY, TOKEN_TIMEOUT, ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
 
 DEFAULT_HOST = "https://onlinetools.ups.com"
@@ -111,7 +111,7 @@ class UpsHook(ConnectorHook):
         """
         client_id, client_secret = self.credentials()
         response = self.send(
-            "POST", f"{self.host}{TOKEN_PATH}", idempotent=True, retry=retry or self.retry,
+            "POST", f"{self.host}{TOKEN_PATH}", idempotent=True, retry=retry or self.token_retry, timeout=TOKEN_TIMEOUT,
             auth=(client_id, client_secret),
             headers={"x-merchant-id": self.account_number, "Content-Type": "application/x-www-form-urlencoded"},
             data={"grant_type": "client_credentials"},

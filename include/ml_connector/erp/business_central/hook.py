@@ -25,7 +25,7 @@ from ml_connector import http
 from ml_connector.erp.business_central.mapping import FIELD_DELIVERED_AT, parse_datetime, sales_orders_filter
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
 from ml_connector.hooks.auth import AuthStyle
-from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
+from ml_connector.hooks.base import CHECK_RETRY, TOKEN_TIMEOUT, ConnectorHook
 
 DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -147,7 +147,7 @@ class BusinessCentralHook(ConnectorHook):
         client_id, client_secret = self.credentials()
         response = self.send(
             "POST", f"{self.authority}/{self.tenant_id}/oauth2/v2.0/token", idempotent=True,
-            retry=retry or self.retry,
+            retry=retry or self.token_retry, timeout=TOKEN_TIMEOUT,
             data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
                   "scope": SCOPE},
         )
