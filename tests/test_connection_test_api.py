@@ -14,8 +14,9 @@ connection" and refuses with HTTP 400 before testing anything (apache/airflow#73
 connections ``make run`` imports (devtools ``import-connections`` of airflow_settings.yaml) therefore store the
 port of their host URL.
 
-About 15 s, nearly all of it ``airflow db migrate`` and the API server's start, once per module (one xdist group,
-so one API server per run). The API server binds a free loopback port, runs in its own AIRFLOW_HOME under
+About 15 s on an idle machine, nearly all of it ``airflow db migrate`` and the API server's start, once per test
+session and xdist worker. (The module is one xdist group, but with pytest 9.2 and pytest-xdist 3.8 ``--dist
+loadgroup`` does not keep a group on one worker, so two workers may each start a server.) The API server binds a free loopback port, runs in its own AIRFLOW_HOME under
 tmp_path, and is stopped by its process group id.
 """
 
@@ -37,7 +38,7 @@ from tests.conftest import ROOT, UPS_ACCOUNT
 
 from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, SANDBOX_CREDENTIALS, UPS_CLIENT_ID
 
-pytestmark = pytest.mark.xdist_group("airflow_api_server")  # one API server for the whole module
+pytestmark = pytest.mark.xdist_group("airflow_api_server")  # one worker (when loadgroup honours it)
 BIN = Path(sys.executable).parent
 FERNET_KEY = "lX5C3uTj1gQq2tqQnG3Yd5wq0J0nKkq8s4c2W6h3l7U="
 WRONG = "not-the-sandbox-secret"
@@ -118,7 +119,7 @@ class AirflowApi:
         assert response.status_code == 201, response.text
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session, not module: xdist may interleave other modules' tests with these
 def api_server(sandbox, tmp_path_factory):
     """``airflow db migrate``, the connections as ``make run`` imports them, then ``airflow api-server``."""
     tmp = tmp_path_factory.mktemp("ui-connection-test")

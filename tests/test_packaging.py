@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.xdist_group("packaging")  # one copy and one build per run, not one per worker
 PRODUCTION = ROOT / "include" / "ml_connector"
 SANDBOX_PACKAGE = "ml_connector_sandbox"
 #: What only the sandbox distribution may contain (path fragments, lower case).
@@ -49,21 +50,31 @@ def _can_build_without_isolation() -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
-    """``pip wheel . --no-deps`` of a copy of the project root (the checkout itself is never written to)."""
-    tmp = tmp_path_factory.mktemp("packaging")
-    source, out = tmp / "source", tmp / "wheels"
-    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+def _build_wheel(source: Path, out: Path) -> Path:
+    """``pip wheel SOURCE --no-deps`` into ``out``; the one wheel built."""
     command = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--wheel-dir", str(out),
                "--quiet", "--disable-pip-version-check"]
     if _can_build_without_isolation():
         command.append("--no-build-isolation")  # fast, offline; else pip fetches setuptools for the build
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=out.parent)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    built = list(out.glob("ml_connector-*.whl"))
-    assert len(built) == 1, f"expected one ml_connector wheel, got {[p.name for p in out.iterdir()]}"
-    with zipfile.ZipFile(built[0]) as archive:
+    built = list(out.glob("*.whl"))
+    assert len(built) == 1, f"expected one wheel, got {[p.name for p in built]}"
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory) -> Path:
+    """A copy of the project (the checkout itself is never written to by a build)."""
+    source = tmp_path_factory.mktemp("packaging") / "source"
+    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+    return source
+
+
+@pytest.fixture(scope="module")
+def wheel(source_copy) -> zipfile.ZipFile:
+    """The production wheel: ``pip wheel . --no-deps`` of the project root."""
+    with zipfile.ZipFile(_build_wheel(source_copy, source_copy.parent / "wheels")) as archive:
         yield archive
 
 
@@ -125,3 +136,13 @@ def test_the_import_scan_catches_every_form(tmp_path):
                      "from ml_connector import sandbox_free\nimport ml_connector_sandboxed\n"
                      "from . import ml_connector_sandbox\n")
     assert _sandbox_imports(probe, root=tmp_path) == ["probe.py:1", "probe.py:2", "probe.py:4"]
+
+
+def test_the_sandbox_distribution_carries_its_data(source_copy):
+    """The other side: ``sandbox/`` builds ml-connector-sandbox with the vendored specs and the BC seed."""
+    with zipfile.ZipFile(_build_wheel(source_copy / "sandbox", source_copy.parent / "sandbox-wheels")) as archive:
+        names = set(archive.namelist())
+    assert {f"{SANDBOX_PACKAGE}/specs/ups/{name}" for name in ("Shipping.yaml", "Tracking.yaml", "SOURCE.md")} <= names
+    assert {f"{SANDBOX_PACKAGE}/business_central/seed.json", f"{SANDBOX_PACKAGE}/credentials.py",
+            f"{SANDBOX_PACKAGE}/ups/__init__.py", f"{SANDBOX_PACKAGE}/devtools.py"} <= names
+    assert not any(name.startswith("ml_connector/") for name in names)
