@@ -1,2 +1,2 @@
-"""Carrier mappings: pure functions between the canonical records (:mod:`ml_connector.models`) and each
-carrier's request and response bodies. No I/O here; the hooks (:mod:`ml_connector.hooks`) do the HTTP."""
+"""The carrier side: :mod:`.protocol` (``Carrier``) and one package per carrier (``hook.py`` = the only I/O,
+pure request/response mappings, code tables and rules, ``carrier.py`` = the ``Carrier``)."""

@@ -1,3 +1,2 @@
-"""Pure field mappings per ERP: ERP document -> canonical :class:`ml_connector.models.Order`, and
-tracking/status -> the ERP's write-back body. Nothing in this package does I/O; hooks fetch, these map.
-"""
+"""The ERP side: :mod:`.protocol` (``OrderSource``) and one vendor package per ERP (``hook.py`` = the only I/O,
+``mapping.py`` = pure, ``source.py`` = the ``OrderSource``, ``connection.py`` = the connection form)."""

@@ -1,4 +1,4 @@
-"""Operators of an ERP -> UPS pipeline: ``extract_orders``, the ``process_order`` lane
+"""Operators of an ERP -> carrier pipeline: ``extract_orders``, the ``process_order`` lane
 (``validate_address`` -> ``create_shipment`` -> ``writeback``) and ``poll_tracking``."""
 
 from ml_connector.operators.base import RETRY_POLICY, LaneOperator, PipelineOperator, make_lanes

@@ -1,6 +1,10 @@
-"""UPS mapping (karrio style): pure functions between canonical records and UPS REST bodies, no I/O.
+"""UPS: every UPS rule and code lives in this package, once.
 
-One module per vendor spec, so each reads side by side with its YAML in ``specs/ups``:
+:mod:`.hook` is the only I/O (karrio's "one seam"); :mod:`.carrier` is the
+:class:`~ml_connector.carriers.protocol.Carrier`; :mod:`.rules` holds the rules on an order as a whole (address,
+references, shipper number, packaging). The rest is pure mapping (karrio style) between canonical records and UPS
+REST bodies, one module per vendor spec, so each reads side by side with its YAML in
+``sandbox/ml_connector_sandbox/specs/ups``:
 :mod:`.address_validation` (AddressValidation.yaml), :mod:`.shipping` (Shipping.yaml), :mod:`.tracking`
 (Tracking.yaml, UPSTrackAlert.yaml), :mod:`.error_response` (the one error normaliser), :mod:`.codes`
 (code tables) and :mod:`.normalise` (UPS JSON quirks). ``docs/vendors/ups.md`` explains the traps cited.
