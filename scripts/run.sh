@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # `make run`: the sandbox APIs + Airflow standalone with the ml-connector DAGs, connections from
-# airflow_settings.yaml, the Business Central -> UPS DAG unpaused. Ctrl-C (or SIGTERM) stops everything it
-# started. Ports: AIRFLOW_PORT (8080), UPS_SANDBOX_PORT (8101), BC_SANDBOX_PORT (8102).
+# airflow_settings.yaml, every DAG of dags/ unpaused. Ctrl-C (or SIGTERM) stops everything it started.
+# Ports: AIRFLOW_PORT (8080); one sandbox port per vendor of ml_connector.registry from 8101 (UPS 8101,
+# Business Central 8102), each overridable with SANDBOX_PORT_<VENDOR> (e.g. SANDBOX_PORT_UPS=9101).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$ROOT"
 PORT="${AIRFLOW_PORT:-8080}"
-UPS_PORT="${UPS_SANDBOX_PORT:-8101}"
-BC_PORT="${BC_SANDBOX_PORT:-8102}"
 export AIRFLOW__API__PORT="$PORT"
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 LOG_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-8793}"
 TRIGGER_LOG_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-8794}"
 
-require_free_port "$UPS_PORT" "UPS sandbox" UPS_SANDBOX_PORT
-require_free_port "$BC_PORT" "Business Central sandbox" BC_SANDBOX_PORT
+SANDBOX_ARGS=()
+SANDBOX_LINES=""
+while read -r vendor port name; do
+  require_free_port "$port" "$name sandbox" "SANDBOX_PORT_${vendor^^}"
+  SANDBOX_ARGS+=(--port "$vendor=$port")
+  SANDBOX_LINES+="$name http://127.0.0.1:$port  "
+done < <(python -m ml_connector_sandbox.devtools sandbox-ports)
 require_free_port "$PORT" "Airflow UI and API" AIRFLOW_PORT
 require_free_port "$LOG_PORT" "Airflow scheduler log server" AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT
 require_free_port "$TRIGGER_LOG_PORT" "Airflow triggerer log server" AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT
@@ -35,7 +39,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-start_sandbox "$AIRFLOW_HOME/sandbox-ports.json" --port "ups=$UPS_PORT" --port "business_central=$BC_PORT"
+start_sandbox "$AIRFLOW_HOME/sandbox-ports.json" "${SANDBOX_ARGS[@]}"
 echo "sandbox APIs: $(tr -d '\n ' < "$AIRFLOW_HOME/sandbox-ports.json")"
 
 airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
@@ -54,22 +58,29 @@ until curl -fs "http://127.0.0.1:$PORT/api/v2/version" >/dev/null 2>&1; do
   fi
   sleep 1
 done
-echo "Airflow API answers after $((SECONDS - STARTED)) s; waiting for the DAG to be parsed to unpause it ..."
+echo "Airflow API answers after $((SECONDS - STARTED)) s; waiting for the DAGs to be parsed to unpause them ..."
+# every file in dags/ defines the DAG of its own name (tests/dags/test_integrity.py checks it)
+DAG_IDS=$(cd dags && ls -- *.py | sed 's/\.py$//' | grep -v '^_' || true)
 UNPAUSED=""
-for _ in $(seq 1 60); do
-  if airflow dags unpause business_central_ups > "$AIRFLOW_HOME/unpause.log" 2>&1; then UNPAUSED=yes; break; fi
-  kill -0 "$AIRFLOW_PID" 2>/dev/null || { echo "airflow standalone exited:"; tail -50 "$AIRFLOW_HOME/standalone.log"; exit 1; }
-  sleep 2
+PAUSED=""
+for dag_id in $DAG_IDS; do
+  ok=""
+  for _ in $(seq 1 60); do
+    if airflow dags unpause "$dag_id" > "$AIRFLOW_HOME/unpause.log" 2>&1; then ok=yes; break; fi
+    kill -0 "$AIRFLOW_PID" 2>/dev/null || { echo "airflow standalone exited:"; tail -50 "$AIRFLOW_HOME/standalone.log"; exit 1; }
+    sleep 2
+  done
+  if [ -n "$ok" ]; then UNPAUSED+="$dag_id "; else PAUSED+="$dag_id "; fi
 done
-[ -n "$UNPAUSED" ] || echo "warning: could not unpause business_central_ups (see $AIRFLOW_HOME/unpause.log; DAG import errors show in the UI)"
+[ -z "$PAUSED" ] || echo "warning: could not unpause $PAUSED(see $AIRFLOW_HOME/unpause.log; DAG import errors show in the UI)"
 PASSWORD=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" \
   "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" 2>/dev/null || echo "(see $AIRFLOW_HOME/standalone.log)")
 cat <<MSG
 
   Airflow UI:  http://localhost:$PORT   (ready after $((SECONDS - STARTED)) s)
   login:       admin / $PASSWORD
-  DAG:         business_central_ups ($([ -n "$UNPAUSED" ] && echo unpaused || echo PAUSED); runs every 15 minutes against the sandbox)
-  sandbox:     UPS http://127.0.0.1:$UPS_PORT, Business Central http://127.0.0.1:$BC_PORT
+  DAGs:        ${UNPAUSED:-none}unpaused${PAUSED:+; PAUSED: $PAUSED} (scheduled ones run every 15 minutes against the sandbox)
+  sandbox:     $SANDBOX_LINES
   connections: Admin > Connections: ups_default, business_central_default (their Test button works)
   ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report business_central_ups --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
   logs:        $AIRFLOW_HOME/standalone.log

@@ -188,6 +188,21 @@ def place_sandbox_orders(bc_url: str, interval_end: datetime, *, keep: tuple[str
     return placed
 
 
+#: the first sandbox port of ``make run``; vendors follow in registry order, carriers first (UPS 8101, Business
+#: Central 8102, ...), each overridable with ``SANDBOX_PORT_<VENDOR>`` (e.g. ``SANDBOX_PORT_UPS=9101``)
+FIRST_SANDBOX_PORT = 8101
+
+
+def sandbox_ports(environ: dict[str, str] | None = None) -> dict[str, int]:
+    """vendor -> the loopback port ``make run`` serves its sandbox on (derived from the registry)."""
+    import os
+
+    environ = dict(os.environ) if environ is None else environ
+    vendors = [*registry.CARRIERS.values(), *registry.ERPS.values()]
+    return {vendor.name: int(environ.get(f"SANDBOX_PORT_{vendor.name.upper()}", FIRST_SANDBOX_PORT + i))
+            for i, vendor in enumerate(vendors)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml_connector_sandbox.devtools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = sub.add_parser(name)
         cmd.add_argument("settings", help="an Astro airflow_settings.yaml")
         cmd.add_argument("--sandbox-ports", help="port file written by `python -m ml_connector_sandbox`")
+    sub.add_parser("sandbox-ports", help="print 'VENDOR PORT DISPLAY-NAME' for every registered vendor")
     rep = sub.add_parser("report")
     rep.add_argument("pipeline")
     rep.add_argument("--ledger-url")
@@ -208,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     place.add_argument("--keep", nargs="*", default=list(KEEP_IN_PLACE),
                        help=f"orders left where the seed put them (default: {' '.join(KEEP_IN_PLACE)})")
     args = parser.parse_args(argv)
+    if args.command == "sandbox-ports":
+        names = {vendor.name: vendor.display_name for vendor in registry.vendors()}
+        for vendor, port in sandbox_ports().items():
+            print(vendor, port, names[vendor])
+        return 0
     if args.command == "report":
         print(report(args.pipeline, args.ledger_url))
         return 0

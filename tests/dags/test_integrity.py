@@ -51,6 +51,9 @@ def test_every_dag_file_imports_without_errors_or_io(parsed):
     assert parsed["errors"] == {}
     files = {Path(d["file"]).name for d in parsed["dags"].values()}
     assert files == set(DAG_FILES)
+    # make run unpauses each file's DAG by the file's name
+    assert {dag_id: Path(d["file"]).stem for dag_id, d in parsed["dags"].items()} == {
+        dag_id: dag_id for dag_id in parsed["dags"]}
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES)
