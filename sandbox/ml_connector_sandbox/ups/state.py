@@ -76,6 +76,7 @@ class UpsState(SandboxState):
         "crash_after_label_next": 0,       # next N Ship calls store the label, then drop the connection
         "error_after_label_next": 0,       # next N Ship calls store the label, then answer HTTP 500
         "ship_answer_delay_ms": 0,         # Ship stores the label, then waits this long before answering
+        "reference_lookup_error_next": 0,  # next N track-by-reference calls answer HTTP 400 (TV1002)
         "reference_index_lag_seconds": 0,  # track-by-reference shows a label only this long (sandbox clock)
                                            # after it was created, as UPS's reference index lags a purchase
         "xav_single_object": False,        # XAV: a single Candidate (and its AddressLine) as an object

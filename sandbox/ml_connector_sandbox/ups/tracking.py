@@ -385,6 +385,8 @@ def router(state: UpsState) -> APIRouter:
     def track_reference(reference_number: str, request: Request) -> JSONResponse:
         _require_track_headers(request)
         state.increment("track_reference_requests")
+        if state.take_one("reference_lookup_error_next"):
+            raise ups_error_from(400, codes.INQUIRY_INVALID)  # a refused lookup: permanent for the client
         options = dict(request.query_params)
         with state.lock:
             found = find_by_reference(state, reference_number, options)
