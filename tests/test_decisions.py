@@ -162,3 +162,10 @@ def test_tracking_numbers_are_read_as_people_type_them():
         parse_tracking_numbers("1za1")
     assert parse_tracking_numbers(["1z0000000000000001", "1Z0000000000000002; 1z0000000000000001"]) == [
         "1Z0000000000000001", "1Z0000000000000002"]
+
+
+def test_adopt_refuses_an_order_the_erp_never_gave_us(ledger):
+    ledger.register_failure(PIPELINE, erp="test", erp_id="id-9", order_number="SO-9", modified_at=None,
+                            error="order SO-9: no street")
+    with pytest.raises(DecisionRefused, match="could not be read from the ERP"):
+        decisions(ledger).adopt(PIPELINE, "SO-9", "1Z0000000000000009")

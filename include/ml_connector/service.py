@@ -167,11 +167,17 @@ class ShipmentService:
         An uncertain order (see the module docstring) comes back as ``LabelOutcome(uncertain=True)``, with no
         exception: nothing was bought again, and its lookup by reference ran if it was due.
 
+        A labelled order whose watch after a rebuy is due is looked up, and labels of the abandoned attempt are
+        voided (``LabelOutcome.voided``).
+
         :param shipper: the shipper address (or a callable giving it, called only when a label is bought).
         :raises NothingToDo: the order is not ready for a label.
         :raises RetryableError: another worker holds the claim, or a transient error before anything was bought
             (retry later).
         :raises RecordError: the carrier refused the order's data (no label exists; quarantine it).
+        :raises ConfigurationError: a setting or the connection is wrong, or (``AuthenticationError``) the
+            credentials were refused: nothing was bought; the row is back in ``address_ok``, or keeps
+            ``label_uncertain`` when it was a lookup that failed so.
         """
         now = self.clock()
         if row.is_labelled and not row.lookup_due(now):
@@ -487,6 +493,9 @@ class ShipmentDecisions:
                                       f"{', '.join(row.tracking_numbers)}; nothing to adopt")
             if row.state is ShipmentState.VOIDED:
                 raise DecisionRefused(f"order {order_number} in {pipeline} is voided")
+            if row.order_json is None:
+                raise DecisionRefused(f"order {order_number} in {pipeline} could not be read from the ERP "
+                                      f"({row.error}); fix it there first, so that the label can be written back")
             for number in numbers:
                 owner = self.ledger.package_owner(number)
                 if owner is not None and owner.id != row.id:
