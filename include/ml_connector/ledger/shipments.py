@@ -5,9 +5,11 @@ never both move the same order, and a crash leaves either the old state or the n
 A worker claims a row (:meth:`ShipmentsMixin.claim`) before calling out for it; an expired claim can be taken
 over.
 
-A row that ever reached ``label_requested`` keeps ``label_requested_at`` for life. A row in ``label_requested``
-or ``label_uncertain`` (a purchase under way, or one whose outcome is unknown) is never quarantined: an error
-is recorded on it and its state stays, so the fact that a label may exist is never hidden.
+A row that ever reached ``label_requested`` keeps ``label_requested_at`` for life. A ``label_uncertain`` row (a
+purchase whose outcome is unknown) is never quarantined, and no row with a purchase open (``label_requested``,
+``label_uncertain``) is quarantined because its ERP document became unreadable: the error is recorded and the
+state stays, so a label that may exist is never hidden. (A ``label_requested`` row is quarantined only when the
+carrier refused the order, which means no label exists.)
 """
 
 from __future__ import annotations
