@@ -1,8 +1,10 @@
-"""``ml-connector`` command line: key generation, secret rotation, ledger inspection and migration."""
+"""``ml-connector`` command line: key generation, secret rotation, ledger inspection and migration, and a
+person's decisions on shipments (``shipments adopt|rebuy|retry``, audited with who and why)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 
 from cryptography.fernet import Fernet
@@ -42,6 +44,70 @@ def _db(command: str, url: str | None) -> int:
     return 0
 
 
+def _who(by: str | None) -> str:
+    if by and by.strip():
+        return by.strip()
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): the decision must still say who made it
+        return "unknown"
+
+
+def _shipments(args: argparse.Namespace) -> int:
+    from ml_connector.ledger import ShipmentState
+    from ml_connector.service import DecisionRefused, ShipmentDecisions
+
+    ledger = _ledger(args.ledger_url)
+    if args.shipments_command == "list":
+        states = {ShipmentState(s) for s in args.state} if args.state else None
+        for row in ledger.list(args.pipeline, states):
+            print(f"{row.order_number:<24} {row.state.value:<16} {','.join(row.tracking_numbers):<40} "
+                  f"{row.error or ''}")
+        return 0
+    decisions = ShipmentDecisions(ledger, by=_who(args.by), via="cli")
+    try:
+        decision = decisions.decide(args.shipments_command, args.pipeline, args.order,
+                                    tracking_numbers=getattr(args, "tracking_numbers", ()),
+                                    reason=getattr(args, "reason", None))
+    except DecisionRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"{decision.pipeline} {decision.order_number}: {decision.state.value}: {decision.message}")
+    return 0
+
+
+def _add_shipments(sub) -> None:
+    from ml_connector.ledger import ShipmentState
+
+    shipments = sub.add_parser(
+        "shipments", help="list a pipeline's shipments, or record a person's decision on one (audited)")
+    commands = shipments.add_subparsers(dest="shipments_command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=text, description=text)
+        parser.add_argument("pipeline", help="the pipeline (DAG id), e.g. business_central_ups")
+        if name != "list":
+            parser.add_argument("order", help="the ERP order number")
+        parser.add_argument("--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
+        return parser
+
+    listing = command("list", "print a pipeline's shipments (e.g. --state label_uncertain)")
+    listing.add_argument("--state", action="append", choices=[s.value for s in ShipmentState],
+                         help="only rows in this state (repeatable)")
+    adopt = command("adopt", "record a label found by hand for an order (uncertain, or any order with no "
+                             "label): it becomes labelled and the next run writes it back; nothing is bought")
+    adopt.add_argument("tracking_numbers", nargs="+", metavar="TRACKING_NUMBER",
+                       help="the label's tracking number(s), lead package first")
+    adopt.add_argument("--reason", help="where it was found (kept in the audit trail)")
+    rebuy = command("rebuy", "buy a new label on the next run for an uncertain order (it is looked up by reference "
+                             "once more first); a label of the abandoned attempt that turns up later is voided")
+    rebuy.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+    retry = command("retry", "release a quarantined order after its data was fixed: the next run takes it again")
+    retry.add_argument("--reason", help="what was fixed (kept in the audit trail)")
+    for parser in (adopt, rebuy, retry):
+        parser.add_argument("--by", help="who decides (default: the OS user)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-connector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                        ("current", "print the ledger's schema revision and whether it is the newest")):
         db_sub.add_parser(name, help=text).add_argument(
             "--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
+    _add_shipments(sub)
     args = parser.parse_args(argv)
 
     if args.command == "generate-key":
@@ -73,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "db":
         return _db(args.db_command, args.ledger_url)
+    if args.command == "shipments":
+        return _shipments(args)
     if args.command == "ledger":
         rows = _ledger(args.ledger_url).list(args.pipeline)
         for row in rows:

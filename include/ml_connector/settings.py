@@ -69,6 +69,11 @@ class PipelineSettings(BaseModel):
     max_lanes: int = Field(50, ge=1, le=1024)
     lane_concurrency: int = Field(4, ge=1, le=32)
     claim_ttl_seconds: int = Field(900, ge=30)
+    # an order whose label purchase got no clear answer (label_uncertain) is looked up by reference for this
+    # long, with backoff from lookup_backoff_seconds, then left to a person; keep it well above the minutes
+    # UPS's reference index can lag behind a purchase
+    settle_window_hours: float = Field(6.0, ge=0, le=24 * 30)
+    lookup_backoff_seconds: float = Field(60.0, ge=0, le=3600)
     retries: int = Field(3, ge=0, le=20)
     retry_delay_seconds: int = Field(30, ge=1)
     max_retry_delay_seconds: int = Field(900, ge=1)

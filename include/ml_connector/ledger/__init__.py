@@ -12,6 +12,7 @@ from ml_connector.ledger.engine import (
 )
 from ml_connector.ledger.schema import (
     LABELLED_STATES,
+    PURCHASE_OPEN_STATES,
     TRACKED_STATES,
     UNFINISHED_STATES,
     ShipmentState,
@@ -22,6 +23,7 @@ from ml_connector.ledger.store import Ledger
 __all__ = [
     "DEFAULT_CONN_ID",
     "LABELLED_STATES",
+    "PURCHASE_OPEN_STATES",
     "TRACKED_STATES",
     "UNFINISHED_STATES",
     "InvalidTransition",

@@ -21,6 +21,7 @@ class ShipmentState(enum.StrEnum):
     ADDRESS_OK = "address_ok"
     QUARANTINED = "quarantined"
     LABEL_REQUESTED = "label_requested"
+    LABEL_UNCERTAIN = "label_uncertain"
     LABELLED = "labelled"
     WRITTEN_BACK = "written_back"
     IN_TRANSIT = "in_transit"
@@ -32,11 +33,18 @@ class ShipmentState(enum.StrEnum):
 S = ShipmentState
 #: Allowed moves. Re-entering a state is always allowed (idempotent re-runs); anything else raises.
 TRANSITIONS: dict[ShipmentState, frozenset[ShipmentState]] = {
-    S.EXTRACTED: frozenset({S.ADDRESS_OK, S.QUARANTINED, S.LABEL_REQUESTED}),
-    S.ADDRESS_OK: frozenset({S.LABEL_REQUESTED, S.QUARANTINED, S.EXTRACTED}),
-    # a quarantined order that was fixed in the ERP is extracted again
-    S.QUARANTINED: frozenset({S.EXTRACTED}),
-    S.LABEL_REQUESTED: frozenset({S.LABELLED, S.QUARANTINED, S.ADDRESS_OK}),
+    # -> labelled from a state before label_requested: a label found by reference (an earlier attempt bought
+    # it) or recorded by a person is adopted, nothing is bought
+    S.EXTRACTED: frozenset({S.ADDRESS_OK, S.QUARANTINED, S.LABEL_REQUESTED, S.LABELLED}),
+    S.ADDRESS_OK: frozenset({S.LABEL_REQUESTED, S.QUARANTINED, S.EXTRACTED, S.LABELLED}),
+    # a quarantined order that was fixed in the ERP (or released by a person) is extracted again
+    S.QUARANTINED: frozenset({S.EXTRACTED, S.LABELLED}),
+    # -> address_ok: the carrier refused before processing (429) or the request never left; -> quarantined:
+    # the carrier refused the data (no label exists); -> label_uncertain: the outcome is unknown
+    S.LABEL_REQUESTED: frozenset({S.LABELLED, S.QUARANTINED, S.ADDRESS_OK, S.LABEL_UNCERTAIN}),
+    # the only ways out: a label found by reference (or recorded by a person) is adopted, or a person decides to
+    # buy anew (-> address_ok, rebuy_at set). Never quarantined: that would hide a label that may exist.
+    S.LABEL_UNCERTAIN: frozenset({S.LABELLED, S.ADDRESS_OK}),
     S.LABELLED: frozenset({S.WRITTEN_BACK, S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.VOIDED}),
     S.WRITTEN_BACK: frozenset({S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.VOIDED}),
     S.IN_TRANSIT: frozenset({S.DELIVERED, S.EXCEPTION, S.VOIDED}),
@@ -47,7 +55,11 @@ TRANSITIONS: dict[ShipmentState, frozenset[ShipmentState]] = {
 
 #: States in which a label exists: create_shipment must never buy another one.
 LABELLED_STATES = frozenset({S.LABELLED, S.WRITTEN_BACK, S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION})
-#: States that a later run picks up again (unfinished work).
+#: States a purchase may be under way or may have happened in, with no label recorded: nothing may quarantine
+#: them, and nothing but an adopted label or a person's decision moves them on.
+PURCHASE_OPEN_STATES = frozenset({S.LABEL_REQUESTED, S.LABEL_UNCERTAIN})
+#: States that a later run picks up again (unfinished work). Rows with a lookup by reference pending
+#: (``next_lookup_at`` set: ``label_uncertain`` in its settle window, or a rebuy's watch) are picked up too.
 UNFINISHED_STATES = frozenset({S.EXTRACTED, S.ADDRESS_OK, S.LABEL_REQUESTED, S.LABELLED})
 #: States whose packages are still tracked.
 TRACKED_STATES = frozenset({S.LABELLED, S.WRITTEN_BACK, S.IN_TRANSIT, S.EXCEPTION})
@@ -82,6 +94,19 @@ shipments = sa.Table(
     sa.Column("last_run_id", sa.String(250)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # revision 0003: when a purchase was first attempted. Set once, never cleared: every later purchase of
+    # this order first looks it up by reference (quarantine, re-extraction and replays keep it)
+    sa.Column("label_requested_at", sa.DateTime(timezone=True)),
+    # revision 0003: label_uncertain since (epoch seconds); lookups by reference made since; when the next
+    # one is due and until when they go on (the settle window; after a rebuy, the watch for the abandoned
+    # label). ``next_lookup_at`` NULL: no lookup pending.
+    sa.Column("uncertain_since", sa.Float),
+    sa.Column("lookup_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_lookup_at", sa.Float),
+    sa.Column("lookup_until", sa.Float),
+    # revision 0003: a person decided to buy anew (epoch seconds); a label of the abandoned attempt that
+    # turns up later is voided
+    sa.Column("rebuy_at", sa.Float),
     sa.UniqueConstraint("pipeline", "erp_id", name="uq_ml_shipments_pipeline_erp_id"),
 )
 sa.Index("ix_ml_shipments_pipeline_state", shipments.c.pipeline, shipments.c.state)

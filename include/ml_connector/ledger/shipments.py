@@ -4,6 +4,12 @@ Every state change is a compare-and-set in one transaction together with its aud
 never both move the same order, and a crash leaves either the old state or the new one, never half of each.
 A worker claims a row (:meth:`ShipmentsMixin.claim`) before calling out for it; an expired claim can be taken
 over.
+
+A row that ever reached ``label_requested`` keeps ``label_requested_at`` for life. A ``label_uncertain`` row (a
+purchase whose outcome is unknown) is never quarantined, and no row with a purchase open (``label_requested``,
+``label_uncertain``) is quarantined because its ERP document became unreadable: the error is recorded and the
+state stays, so a label that may exist is never hidden. (A ``label_requested`` row is quarantined only when the
+carrier refused the order, which means no label exists.)
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +29,7 @@ from ml_connector.ledger import schema
 from ml_connector.ledger.audit import AuditMixin
 from ml_connector.ledger.schema import (
     LABELLED_STATES,
+    PURCHASE_OPEN_STATES,
     TRACKED_STATES,
     TRANSITIONS,
     UNFINISHED_STATES,
@@ -61,6 +69,12 @@ class ShipmentRow:
     claimed_by: str | None = None
     claim_expires_at: float | None = None
     last_run_id: str | None = None
+    label_requested_at: datetime | None = None
+    uncertain_since: float | None = None
+    lookup_attempts: int = 0
+    next_lookup_at: float | None = None
+    lookup_until: float | None = None
+    rebuy_at: float | None = None
 
     @property
     def order(self) -> Order:
@@ -69,6 +83,26 @@ class ShipmentRow:
     @property
     def is_labelled(self) -> bool:
         return self.state in LABELLED_STATES
+
+    @property
+    def purchase_attempted(self) -> bool:
+        """A label purchase was attempted for this order at some time (kept for life): any later purchase
+        looks the order up by reference first."""
+        return self.label_requested_at is not None
+
+    @property
+    def is_uncertain(self) -> bool:
+        """A purchase whose outcome is unknown: a label may exist; nothing is bought until it is resolved."""
+        return self.state is ShipmentState.LABEL_UNCERTAIN
+
+    @property
+    def needs_decision(self) -> bool:
+        """Uncertain, and the settle window is over: no automatic lookup is pending, a person decides."""
+        return self.is_uncertain and self.next_lookup_at is None
+
+    def lookup_due(self, now: float) -> bool:
+        """A lookup by reference is pending and due at ``now`` (epoch seconds)."""
+        return self.next_lookup_at is not None and self.next_lookup_at <= now
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> ShipmentRow:
@@ -115,15 +149,23 @@ class ShipmentsMixin(AuditMixin):
         return [ShipmentRow.from_mapping(r) for r in rows]
 
     def unfinished(self, pipeline: str) -> list[ShipmentRow]:
-        """Rows an earlier run left unfinished (not labelled yet, or labelled but not written back)."""
-        return self.list(pipeline, UNFINISHED_STATES)
+        """Rows an earlier run left unfinished: not labelled yet, labelled but not written back, or with a lookup
+        by reference pending (``label_uncertain`` in its settle window, or the watch after a rebuy)."""
+        t = schema.shipments
+        stmt = sa.select(t).where(t.c.pipeline == pipeline, sa.or_(
+            t.c.state.in_([s.value for s in UNFINISHED_STATES]), t.c.next_lookup_at.is_not(None)))
+        with self.read() as conn:
+            rows = conn.execute(stmt.order_by(t.c.id)).mappings().all()
+        return [ShipmentRow.from_mapping(r) for r in rows]
 
     def register_order(self, pipeline: str, order: Order, *, actor: str | None = None) -> tuple[ShipmentRow, bool]:
         """Record an extracted order; returns ``(row, created)``.
 
         A new document starts in ``extracted``. A document seen before keeps its state; while no label exists
-        its stored copy is refreshed (the ERP is the source of truth), and a quarantined one whose ERP document
-        changed since is re-opened so that the fix is picked up.
+        and no purchase is open (``label_requested``, ``label_uncertain``: the copy the label was asked for is
+        kept) its stored copy is refreshed (the ERP is the source of truth), and a quarantined one whose ERP
+        document changed since is re-opened so that the fix is picked up. Re-opening keeps
+        ``label_requested_at``: a purchase attempted before is looked up before any new one.
         """
         order_json = order.model_dump(mode="json")
         modified = order.modified_at.isoformat() if order.modified_at else None
@@ -150,7 +192,7 @@ class ShipmentsMixin(AuditMixin):
                             from_state=row.state.value, to_state=ShipmentState.EXTRACTED.value,
                             message=f"{order.number} changed in the ERP since it was quarantined; trying again",
                             actor=actor)
-            if not row.is_labelled and row.state is not ShipmentState.LABEL_REQUESTED:
+            if not row.is_labelled and row.state not in PURCHASE_OPEN_STATES:
                 values.update(order_json=order_json, order_modified_at=modified, order_number=order.number)
             if values:
                 values["updated_at"] = sa.func.current_timestamp()
@@ -162,7 +204,8 @@ class ShipmentsMixin(AuditMixin):
                          modified_at: str | None, error: BaseException | str, step: str = "extract_orders",
                          actor: str | None = None) -> ShipmentRow:
         """Record an ERP document that could not even be read into an order: it is kept, quarantined with the
-        reason, and re-opened once the document changes in the ERP (nothing is silently dropped)."""
+        reason, and re-opened once the document changes in the ERP (nothing is silently dropped). A row that
+        is labelled or has a purchase open keeps its state and gets the error recorded."""
         message = str(error)
         with self.write() as conn:
             conn.execute(self._insert(schema.shipments).values(
@@ -179,7 +222,7 @@ class ShipmentsMixin(AuditMixin):
                     self._audit(conn, shipment=row, step=step, outcome="quarantined",
                                 to_state=row.state.value, message=message, actor=actor)
                 return row
-            if row.is_labelled:
+            if row.is_labelled or row.state in PURCHASE_OPEN_STATES:
                 self._update(conn, row.id, error=message, error_step=step)
                 outcome, to_state = "error", row.state.value
             else:
@@ -222,10 +265,14 @@ class ShipmentsMixin(AuditMixin):
 
     def transition(self, shipment_id: int, to_state: ShipmentState, *, step: str, message: str | None = None,
                    detail: Mapping[str, Any] | None = None, actor: str | None = None,
-                   expect: Iterable[ShipmentState] | None = None, **fields: Any) -> ShipmentRow:
+                   expect: Iterable[ShipmentState] | None = None, outcome: str = "ok",
+                   **fields: Any) -> ShipmentRow:
         """Move a row to ``to_state`` (compare-and-set) and append the audit row in the same transaction.
 
+        Moving to ``label_requested`` records ``label_requested_at`` the first time (it is never cleared).
+
         :param expect: states the row must be in; defaults to every state that may move to ``to_state``.
+        :param outcome: the audit row's outcome (``ok``; a person's decision names itself: ``rebuy``...).
         :param fields: other columns to set (``service_code``, ``error``...).
         """
         with self.write() as conn:
@@ -236,9 +283,49 @@ class ShipmentsMixin(AuditMixin):
                 raise InvalidTransition(
                     f"order {row.order_number}: cannot move from '{row.state.value}' to '{to_state.value}' ({step})"
                 )
+            if to_state is ShipmentState.LABEL_REQUESTED and row.label_requested_at is None:
+                fields.setdefault("label_requested_at", sa.func.current_timestamp())
             self._update(conn, row.id, state=to_state.value, **fields)
-            self._audit(conn, shipment=row, step=step, outcome="ok", from_state=row.state.value,
+            self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
                         to_state=to_state.value, message=message, detail=detail, actor=actor)
+            return self._get(conn, row.id)
+
+    def mark_uncertain(self, shipment_id: int, *, step: str, reason: str, now: float, next_lookup_at: float | None,
+                       lookup_until: float, actor: str | None = None,
+                       detail: Mapping[str, Any] | None = None) -> ShipmentRow:
+        """``label_requested`` -> ``label_uncertain``: the purchase's outcome is unknown (no answer, a timeout, a
+        5xx after sending, or an attempt interrupted before its outcome was recorded). From here only an adopted
+        label or a person's decision moves the row on; lookups by reference are scheduled.
+
+        :param reason: what happened, for the ledger's ``error`` and the audit row (a person reads it).
+        :param now: epoch seconds (``uncertain_since``).
+        :param next_lookup_at: when the next lookup by reference is due (``None``: none).
+        :param lookup_until: when the settle window ends.
+        """
+        return self.transition(shipment_id, ShipmentState.LABEL_UNCERTAIN, step=step, message=reason,
+                               detail=detail, actor=actor, expect=[ShipmentState.LABEL_REQUESTED],
+                               outcome="uncertain", uncertain_since=now, lookup_attempts=0,
+                               next_lookup_at=next_lookup_at, lookup_until=lookup_until, error=reason,
+                               error_step=step)
+
+    def record_lookup(self, shipment_id: int, *, step: str, outcome: str, message: str,
+                      next_lookup_at: float | None, error: str | None = None, actor: str | None = None,
+                      detail: Mapping[str, Any] | None = None) -> ShipmentRow:
+        """Record one lookup by reference that adopted nothing (state unchanged): count it, schedule the next
+        one (``None``: no more automatic lookups) and, when given, set the row's ``error`` to what a person
+        should read.
+
+        :param outcome: ``not_found``, ``lookup_failed``, ``needs_decision``, ``watch_ended``...
+        """
+        with self.write() as conn:
+            row = self._get(conn, shipment_id, lock=True)
+            values: dict[str, Any] = dict(lookup_attempts=schema.shipments.c.lookup_attempts + 1,
+                                          next_lookup_at=next_lookup_at)
+            if error is not None:
+                values.update(error=error, error_step=step)
+            self._update(conn, row.id, **values)
+            self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
+                        to_state=row.state.value, message=message, detail=detail, actor=actor)
             return self._get(conn, row.id)
 
     def _update(self, conn: Connection, row_id: int, /, **values: Any) -> None:
@@ -247,12 +334,17 @@ class ShipmentsMixin(AuditMixin):
 
     def quarantine(self, shipment_id: int, *, step: str, error: BaseException | str,
                    actor: str | None = None) -> ShipmentRow:
-        """Park a row whose data is wrong, with the reason; it is re-opened when the ERP document changes."""
+        """Park a row whose data is wrong, with the reason; it is re-opened when the ERP document changes.
+
+        A labelled or ``label_uncertain`` row keeps its state and gets the error recorded: a label that exists,
+        or may exist, is never hidden behind ``quarantined``. (A ``label_requested`` row is quarantined: the
+        service lets an error escape from that state only when the carrier refused the order, so no label
+        exists; ``label_requested_at`` stays, so any later purchase looks up first.)"""
         message = str(error)
         with self.write() as conn:
             row = self._get(conn, shipment_id, lock=True)
-            if row.is_labelled:
-                # a label exists: never hide it behind 'quarantined'; keep the state and record the error
+            if row.is_labelled or row.is_uncertain:
+                # a label exists or may exist: never hide it behind 'quarantined'; keep the state, record the error
                 self._update(conn, row.id, error=message, error_step=step)
                 self._audit(conn, shipment=row, step=step, outcome="error", from_state=row.state.value,
                             to_state=row.state.value, message=message, actor=actor)
@@ -274,14 +366,29 @@ class ShipmentsMixin(AuditMixin):
             return self._get(conn, row.id)
 
     def record_label(self, shipment_id: int, result: ShipmentResult, *, label_paths: Mapping[str, str],
-                     actor: str | None = None, adopted: bool = False) -> ShipmentRow:
+                     actor: str | None = None, adopted: bool = False, step: str = "create_shipment",
+                     outcome: str | None = None, message: str | None = None,
+                     detail: Mapping[str, Any] | None = None, next_lookup_at: float | None = None,
+                     lookup_until: float | None = None) -> ShipmentRow:
         """Persist a bought (or adopted) label: tracking numbers, label paths and state ``labelled`` in one
-        transaction, so that no retry can ever buy a second one."""
+        transaction, so that no retry can ever buy a second one.
+
+        A bought label is recorded from ``label_requested``; an adopted one (found by reference, or recorded by
+        a person) from any state without a label. A row already labelled is returned as it is. The
+        ``label_uncertain`` bookkeeping is cleared; ``next_lookup_at``/``lookup_until`` start the watch for an
+        abandoned label after a rebuy.
+
+        :param outcome: the audit row's outcome (default ``ok``, or ``adopted``).
+        :param message: the audit row's message (default: what happened and the tracking numbers).
+        :param detail: more for the audit row's detail (who decided, why...).
+        """
         with self.write() as conn:
             row = self._get(conn, shipment_id, lock=True)
             if row.is_labelled:
                 return row
-            if row.state is not ShipmentState.LABEL_REQUESTED:
+            allowed = ({s for s, nxt in TRANSITIONS.items() if ShipmentState.LABELLED in nxt} if adopted
+                       else {ShipmentState.LABEL_REQUESTED})
+            if row.state not in allowed:
                 raise InvalidTransition(f"order {row.order_number}: label recorded while '{row.state.value}'")
             charges = result.charges
             self._update(
@@ -289,22 +396,34 @@ class ShipmentsMixin(AuditMixin):
                 tracking_numbers=list(result.tracking_numbers),
                 label_path=label_paths.get(result.tracking_numbers[0]) if result.tracking_numbers else None,
                 charges=f"{charges.amount} {charges.currency}" if charges else None,
-                error=None, error_step=None,
+                error=None, error_step=None, uncertain_since=None, lookup_attempts=0,
+                next_lookup_at=next_lookup_at, lookup_until=lookup_until,
+                label_requested_at=sa.func.coalesce(schema.shipments.c.label_requested_at,
+                                                    sa.func.current_timestamp()),
             )
             for seq, number in enumerate(result.tracking_numbers, start=1):
                 conn.execute(self._insert(schema.packages).values(
                     shipment_pk=row.id, seq=seq, tracking_number=number, label_path=label_paths.get(number),
                     status="label_created",
                 ).on_conflict_do_nothing(index_elements=["tracking_number"]))
-            self._audit(conn, shipment=row, step="create_shipment", outcome="adopted" if adopted else "ok",
+            default_message = ("adopted the label of an earlier attempt " if adopted else "label created ") + \
+                ", ".join(result.tracking_numbers)
+            self._audit(conn, shipment=row, step=step, outcome=outcome or ("adopted" if adopted else "ok"),
                         from_state=row.state.value, to_state=ShipmentState.LABELLED.value,
-                        message=("adopted the label of an earlier attempt " if adopted else "label created ")
-                        + ", ".join(result.tracking_numbers),
+                        message=message or default_message,
                         detail={"shipment_id": result.shipment_id,
+                                "tracking_numbers": list(result.tracking_numbers),
                                 "charges": f"{charges.amount} {charges.currency}" if charges else None,
-                                "warnings": list(result.warnings)},
+                                "warnings": list(result.warnings), **(detail or {})},
                         actor=actor)
             return self._get(conn, row.id)
+
+    def package_owner(self, tracking_number: str) -> ShipmentRow | None:
+        """The row whose package ``tracking_number`` is, if any."""
+        with self.read() as conn:
+            pk = conn.execute(sa.select(schema.packages.c.shipment_pk).where(
+                schema.packages.c.tracking_number == tracking_number)).scalar()
+            return self._get(conn, pk) if pk is not None else None
 
     def tracked(self, pipeline: str) -> list[ShipmentRow]:
         """Rows whose packages are still moving (labelled, written back, in transit, exception)."""

@@ -41,6 +41,10 @@ BILL_SHIPPER_MISMATCH = ("120120", "BillShipper/AccountNumber must be the same a
 #: sandbox (code from the brief): Service.Code not in the Shipping.yaml service table.
 SERVICE_INVALID = ("120051", "Invalid service")
 
+#: sandbox: the fault knob ``error_after_label_next`` answers this after the label was stored (a server that
+#: fails after doing the work); UPS documents no code for its 5xx answers.
+INTERNAL_ERROR = ("190001", "The system is unable to process your request at this time")
+
 # -- Void ----------------------------------------------------------------------------------------
 #: observed (UPS-API/api-documentation#108): unknown shipment id or tracking number.
 VOID_NOT_FOUND = ("190102", "No shipment found within the allowed void period")

@@ -7,6 +7,7 @@ schema validation when the rule functions run; a Ship call refused by a rule is 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ml_connector_sandbox.common import DropConnection, VendorError
 from ml_connector_sandbox.ups import errors as codes
 from ml_connector_sandbox.ups.errors import (
     BILL_SHIPPER_MISMATCH,
+    INTERNAL_ERROR,
     PACKAGE_REFERENCE_NOT_ALLOWED,
     SCHEMA_INVALID,
     SERVICE_INVALID,
@@ -345,10 +347,17 @@ def router(state: UpsState) -> APIRouter:
             shipment = build_shipment(body, next_serial=state.next_serial, now=state.now())
             state.store_shipment(shipment)
             crash = state.take_one("crash_after_label_next")
+            fail = not crash and state.take_one("error_after_label_next")
+            delay_ms = state.knobs["ship_answer_delay_ms"]
             single = state.knobs["package_results_single_object"]
+        # Fault knobs: the label exists (counted, trackable by reference) but the client never learns it.
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)  # a client whose read timeout is shorter has given up
         if crash:
-            # The label exists (counted, trackable by reference) but the client never hears of it.
             raise DropConnection
+        if fail:
+            state.increment("ship_errors_after_label")
+            raise ups_error_from(500, INTERNAL_ERROR)
         return JSONResponse(ship_response(shipment, body, version=version, package_results_single_object=single))
 
     @api.delete("/shipments/{version}/void/cancel/{shipment_id}")

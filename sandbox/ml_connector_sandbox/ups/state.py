@@ -74,6 +74,11 @@ class UpsState(SandboxState):
         "token_daily_quota": 250,          # tokens per sandbox-clock UTC day, then 429 10429
         "expire_all_tokens": False,        # action: true expires every issued token now, then reads false
         "crash_after_label_next": 0,       # next N Ship calls store the label, then drop the connection
+        "error_after_label_next": 0,       # next N Ship calls store the label, then answer HTTP 500
+        "ship_answer_delay_ms": 0,         # Ship stores the label, then waits this long before answering
+        "reference_lookup_error_next": 0,  # next N track-by-reference calls answer HTTP 400 (TV1002)
+        "reference_index_lag_seconds": 0,  # track-by-reference shows a label only this long (sandbox clock)
+                                           # after it was created, as UPS's reference index lags a purchase
         "xav_single_object": False,        # XAV: a single Candidate (and its AddressLine) as an object
         "package_results_single_object": False,  # Ship: PackageResults as an object when one package
         "tracking_auto_advance_seconds": 0,  # >0: packages move one stage per N seconds after the label
@@ -88,6 +93,7 @@ class UpsState(SandboxState):
         "shipments_created": 0,
         "labels_created": 0,
         "labels_by_reference": {},
+        "ship_errors_after_label": 0,
         "voids": 0,
         "track_requests": 0,
         "track_reference_requests": 0,

@@ -307,14 +307,19 @@ def find_by_reference(state: UpsState, reference: str, options: dict[str, str]) 
     """Shipments carrying ``reference`` (package or shipment level), oldest first, voided ones included.
 
     A label bought by a call whose answer never arrived is found here too: that is how a client
-    adopts it instead of buying a second one.
+    adopts it instead of buying a second one. The ``reference_index_lag_seconds`` knob hides shipments
+    younger than that on the sandbox clock (UPS's reference index lags minutes behind a purchase); move
+    ``clock_offset_seconds`` forward, or set the knob to 0, and the index has caught up.
     """
     wanted = reference.strip().casefold()
     start, end = _pickup_window(state, options)
     found = []
     with state.lock:
+        indexed_before = state.now() - timedelta(seconds=state.knobs["reference_index_lag_seconds"])
         for shipment in state.shipments.values():
             if not (start <= _local(shipment.created_at).date() <= end) or not _matches_filters(shipment, options):
+                continue
+            if shipment.created_at > indexed_before:
                 continue
             shipment_level = any(value.casefold() == wanted for value in shipment.references)
             packages = [package for package in shipment.packages if shipment_level
@@ -380,6 +385,8 @@ def router(state: UpsState) -> APIRouter:
     def track_reference(reference_number: str, request: Request) -> JSONResponse:
         _require_track_headers(request)
         state.increment("track_reference_requests")
+        if state.take_one("reference_lookup_error_next"):
+            raise ups_error_from(400, codes.INQUIRY_INVALID)  # a refused lookup: permanent for the client
         options = dict(request.query_params)
         with state.lock:
             found = find_by_reference(state, reference_number, options)

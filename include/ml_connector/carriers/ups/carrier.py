@@ -10,8 +10,15 @@ from typing import TYPE_CHECKING, Any
 from ml_connector.carriers.protocol import Carrier, LabelPlan
 from ml_connector.carriers.ups import rules
 from ml_connector.carriers.ups.codes import SERVICE_CODES, build_ship_method_map, resolve_service
-from ml_connector.errors import MissingWeight
-from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
+from ml_connector.errors import AmbiguousRequestError, ApiError, MissingWeight
+from ml_connector.models import (
+    Address,
+    AddressValidation,
+    Order,
+    ShipmentResult,
+    TrackingResult,
+    TrackingStatus,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ml_connector.carriers.ups.hook import UpsHook
@@ -85,15 +92,28 @@ class UpsCarrier(Carrier):
 
     def buy_label(self, order: Order, plan: LabelPlan, *, shipper: Address,
                   residential: bool | None) -> ShipmentResult:
-        return self.hook.create_shipment(
-            order, service_code=plan.service_code, shipper=shipper, reference=plan.reference,
-            extra_references=plan.references[1:], residential=residential,
-            negotiated_rates=self.negotiated_rates)
+        """Ship. A 5xx answer comes after UPS received the request, which may have bought the label before
+        failing: it is an :class:`AmbiguousRequestError` like a timeout or a dropped connection (the hook's HTTP
+        layer already raises that for those, and for the 5xx it retries idempotent calls on)."""
+        try:
+            return self.hook.create_shipment(
+                order, service_code=plan.service_code, shipper=shipper, reference=plan.reference,
+                extra_references=plan.references[1:], residential=residential,
+                negotiated_rates=self.negotiated_rates)
+        except ApiError as exc:
+            if exc.status is not None and exc.status >= 500:
+                raise AmbiguousRequestError(
+                    f"UPS answered the Ship request with HTTP {exc.status} after receiving it ({exc}); the "
+                    "label may exist") from exc
+            raise
 
     def find_labels(self, plan: LabelPlan) -> ShipmentResult | None:
+        """Labels under the plan's first reference (exact match) shipped in the last
+        :data:`REFERENCE_LOOKUP_DAYS` days, voided ones left out. UPS's reference index can lag minutes
+        behind a purchase: ``None`` means "not found yet"."""
         found = [r for r in self.hook.track_by_reference(plan.reference, days_back=REFERENCE_LOOKUP_DAYS,
                                                           today=date.today())
-                 if plan.reference in r.reference_numbers]
+                 if plan.reference in r.reference_numbers and r.status is not TrackingStatus.VOIDED]
         if not found:
             return None
         numbers = sorted({r.tracking_number for r in found})
