@@ -333,7 +333,7 @@ class RacyStore(SecretStore):
         super().__init__(ledger)
         self.other = other
 
-    def get_or_refresh(self, name, refresh, *, margin, force=False, stale_value=None):
+    def get_or_refresh(self, name, refresh, *, margin, force=False, stale_value=None, label=None):
         current = self.get(name)
         if current is not None and current.fresh(margin) and not force:
             return current.value
