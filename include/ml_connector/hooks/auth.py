@@ -31,7 +31,6 @@ import base64
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -316,7 +315,7 @@ class RotatingRefreshTokenAuth(TokenAuth):
         expires_at = None
         if isinstance(body, dict) and access:
             try:
-                expires_at = time.time() + float(body.get("expires_in"))
+                expires_at = self.store.clock() + float(body.get("expires_in"))
             except (TypeError, ValueError):
                 expires_at = None
         if new_refresh:

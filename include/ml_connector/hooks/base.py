@@ -18,6 +18,8 @@ non-idempotent request, typed errors, logs without headers or query strings).
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
@@ -281,6 +283,13 @@ class ConnectorHook(HttpHook):
         if self._secret_store is None:
             self._secret_store = SecretStore(self.ledger)
         return self._secret_store
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Epoch seconds now, as the token store reads them (``time.time`` unless the store given to the hook
+        has another clock): a token's expiry is computed on the clock it is compared with. Never opens the
+        ledger."""
+        return self._secret_store.clock if self._secret_store is not None else time.time
 
     # -- sending ---------------------------------------------------------------------------------------------
 

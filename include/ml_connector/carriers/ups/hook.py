@@ -138,7 +138,7 @@ class UpsHook(ConnectorHook):
             raise error
         token = body["access_token"]
         http.mask(token)
-        return token, _token_expiry(body)
+        return token, _token_expiry(body, now=self.clock())
 
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
               idempotent: bool | None = None) -> tuple[int, Any]:
@@ -245,7 +245,7 @@ class UpsHook(ConnectorHook):
             account = self.account_number
         except Exception as exc:  # the message is what the person reads in the UI
             return False, self.check_failure_message(exc, label="UPS")
-        minutes = max(0, int((expires_at - time.time()) / 60))
+        minutes = max(0, int((expires_at - self.clock()) / 60))
         return True, (f"Authenticated with UPS at {self.host} as client '{self.connection.login}' for account "
                       f"{account}; a new token is valid for {minutes} minutes")
 

@@ -18,7 +18,6 @@ ml-connector AL extension page, default ``mlconnector/shipping/v1.0``), ``page_s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -168,7 +167,7 @@ class BusinessCentralHook(ConnectorHook):
                 vendor="business_central", status=response.status_code, code=error.code)
         token = body["access_token"]
         http.mask(token)
-        return token, time.time() + float(body.get("expires_in", 3599))
+        return token, self.clock() + float(body.get("expires_in", 3599))
 
     @property
     def token_cache_key(self) -> str:
@@ -290,6 +289,6 @@ class BusinessCentralHook(ConnectorHook):
             return False, self.check_failure_message(exc, label="Business Central")
         company = body if isinstance(body, dict) else {}
         name = company.get("displayName") or company.get("name") or self.company_id
-        minutes = max(0, int((expires_at - time.time()) / 60))
+        minutes = max(0, int((expires_at - self.clock()) / 60))
         return True, (f"Connected to company '{name}' in environment '{self.environment}' at {self.base_url} "
                       f"(tenant {self.tenant_id}); a new token is valid for {minutes} minutes")
