@@ -15,10 +15,12 @@ The same row holds a *circuit breaker*. When the issuer refuses a refresh with s
 (a :class:`~ml_connector.errors.RetryableError`: 429, a quota, a 5xx or no answer after the request's own
 retries), the lease holder records on the row until when nobody may ask again (``refused_until``: the issuer's
 ``Retry-After`` when it sent one, else :data:`DEFAULT_REFUSAL_BACKOFF` seconds doubling per consecutive refusal
-up to :data:`DEFAULT_REFUSAL_BACKOFF_MAX`) and a short reason. Until then every process that needs a new value
-raises :class:`TokenRequestsRefused` at once, without an HTTP call (a value that is stale but not yet expired is
-still handed out). The first process after the window takes the lease as usual and makes the one probe; its
-success closes the breaker. Credential refusals (:class:`~ml_connector.errors.PermanentError`) never open it.
+up to :data:`DEFAULT_REFUSAL_BACKOFF_MAX`) and a short reason (``refused_reason``, which also counts the
+refusals in a row: ``"quota; refused 3 times in a row"``). The process that asked sees the issuer's own error;
+until the window has passed every process that needs a new value raises :class:`TokenRequestsRefused` at once,
+without an HTTP call (a value that is stale but not yet expired is still handed out instead). The first process
+after the window takes the lease as usual and makes the one probe; its success closes the breaker. Credential
+refusals and configuration errors (anything but a :class:`~ml_connector.errors.RetryableError`) never open it.
 """
 
 from __future__ import annotations

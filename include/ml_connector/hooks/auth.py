@@ -16,13 +16,14 @@ with Airflow's log masker.
   the access token live together in one encrypted secret-store entry, written under the store's lease before the
   new access token is handed out, so the new refresh token is stored before it can be needed and an old one is
   never sent twice. An answer that carries a new refresh token is stored even when the rest of it is unusable.
-
-Both token styles share the secret store's breaker: a token request refused with a 429 (or a 5xx or no answer
-after its retries) is recorded in the ledger, and no task or worker asks that issuer again before the window
-has passed (:class:`~ml_connector.secrets.TokenRequestsRefused`, a retryable error, is raised instead).
 * :class:`SessionLogon`: APIs that log a user on and hand back a session (SYSPRO e.net's session GUID,
   Acumatica's cookie). A context manager: it logs on at the first request, reuses the session, logs on again
   once when an answer says the session expired, and always logs off when the block ends.
+
+Both token styles (client credentials, rotating refresh) share the secret store's breaker: a token request refused
+with a 429 (or a 5xx or no answer after its retries) is recorded in the ledger, and no task or worker asks that
+issuer again before the window has passed (:class:`~ml_connector.secrets.TokenRequestsRefused`, a retryable
+error, is raised instead).
 """
 
 from __future__ import annotations
