@@ -11,10 +11,18 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from tests.hooks.clock import MovableClock
 from tests.hooks.loopback import Answer
 
 from ml_connector import http
-from ml_connector.errors import AmbiguousRequestError, AuthenticationError, ConfigurationError, RetryableError
+from ml_connector.errors import (
+    AmbiguousRequestError,
+    AuthenticationError,
+    ConfigurationError,
+    RetryableApiError,
+    RetryableError,
+    api_error,
+)
 from ml_connector.hooks.auth import (
     ApiKeyAuth,
     BasicAuth,
@@ -23,7 +31,7 @@ from ml_connector.hooks.auth import (
     SessionLogon,
 )
 from ml_connector.ledger import schema
-from ml_connector.secrets import SecretStore
+from ml_connector.secrets import SecretStore, TokenRequestsRefused
 
 FAST = http.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02)
 
@@ -102,10 +110,13 @@ def client_credentials(server, store, send=None, margin=300.0):
     send = send or sender()
 
     def fetch():
-        body = send("POST", f"{server.loopback.url}/token", idempotent=True).json()
-        return body["access_token"], time.time() + body["expires_in"]
+        response = send("POST", f"{server.loopback.url}/token", idempotent=True)
+        if response.status_code != 200:
+            raise api_error("token request failed", vendor="test", status=response.status_code)
+        body = response.json()
+        return body["access_token"], store.clock() + body["expires_in"]
 
-    return ClientCredentialsAuth(send, store=store, cache_key="test:cc", fetch=fetch, margin=margin)
+    return ClientCredentialsAuth(send, store=store, cache_key="test:cc", fetch=fetch, margin=margin, vendor="test")
 
 
 @pytest.fixture
@@ -153,6 +164,26 @@ def test_a_token_another_worker_already_renewed_is_not_renewed_again(loopback, s
     renewed = theirs.token(force=True, rejected=stale)  # the other worker got the 401 first
     assert mine.token(force=True, rejected=stale) == renewed
     assert server.issued == 2
+
+
+def test_a_refused_token_request_is_not_repeated_by_the_other_workers(loopback, sqlite_ledger):
+    clock = MovableClock()
+    store = SecretStore(sqlite_ledger, clock=clock)
+    server = ClientCredentialsServer(loopback)
+    loopback.route("POST", "/token", lambda r: Answer(429, {"error": "too many token requests"}))
+    no_429 = sender(http.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02,
+                                     statuses=http.RETRY_STATUSES - {429}))  # what ConnectorHook.token_retry gives
+    with pytest.raises(RetryableApiError):
+        client_credentials(server, store, send=no_429).token()
+    for _ in range(3):  # other workers: no request while the breaker is open
+        with pytest.raises(TokenRequestsRefused, match=r"^test token requests are refused until .* \(rate limited\)"):
+            client_credentials(server, store, send=no_429).send("GET", f"{loopback.url}/api")
+    assert server.issued == 1 and loopback.seen("GET", "/api") == []
+    clock.advance(60)  # the window has passed: one probe, which succeeds and closes the breaker
+    loopback.route("POST", "/token", server.token)
+    assert client_credentials(server, store, send=no_429).send("GET", f"{loopback.url}/api").json() == {
+        "token": "cc-token-1"}
+    assert server.issued == 2 and store.breaker("test:cc") is None
 
 
 # -- rotating refresh tokens (Exact Online) ------------------------------------------------------------------
@@ -207,11 +238,12 @@ class RotatingServer:
         return len(self.loopback.seen("POST", "/oauth2/token"))
 
 
-def rotating(server, store, *, seed: str | None = "seed-rt", send=None, margin=60.0, conn_id="exact_default"):
+def rotating(server, store, *, seed: str | None = "seed-rt", send=None, margin=60.0, conn_id="exact_default",
+             retry=None):
     return RotatingRefreshTokenAuth(
         send or sender(), store=store, cache_key="exact:token:test", token_url=f"{server.loopback.url}/oauth2/token",
         client_id="exact-client", client_secret="exact-secret", initial_refresh_token=seed, conn_id=conn_id,
-        margin=margin, label="Exact Online")
+        margin=margin, label="Exact Online", retry=retry)
 
 
 def stored_entry(store) -> dict:
@@ -333,7 +365,7 @@ class RacyStore(SecretStore):
         super().__init__(ledger)
         self.other = other
 
-    def get_or_refresh(self, name, refresh, *, margin, force=False, stale_value=None):
+    def get_or_refresh(self, name, refresh, *, margin, force=False, stale_value=None, label=None):
         current = self.get(name)
         if current is not None and current.fresh(margin) and not force:
             return current.value
@@ -529,3 +561,24 @@ def test_cookie_sessions_work_through_the_same_piece(loopback):
         assert session.send("GET", url).json() == [{"OrderNbr": "SO001"}]
     assert len(loopback.seen("POST", "/entity/auth/login")) == 2
     assert len(loopback.seen("POST", "/entity/auth/logout")) == 1
+
+
+def test_a_refused_refresh_is_shared_and_the_refresh_token_stays_unspent(loopback, sqlite_ledger):
+    """Refreshes refused with 429 (Retry-After 90): one request, then every worker waits the 90 s out."""
+    clock = MovableClock()
+    store = SecretStore(sqlite_ledger, clock=clock)
+    server = RotatingServer(loopback)
+    loopback.route("POST", "/oauth2/token",
+                   lambda r: Answer(429, {"error": "rate_limited"}, {"Retry-After": "90"}))
+    no_429 = http.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02, statuses=http.RETRY_STATUSES - {429})
+    with pytest.raises(RetryableApiError):
+        rotating(server, store, retry=no_429).token()
+    for _ in range(3):
+        with pytest.raises(TokenRequestsRefused, match=r"^Exact Online token requests are refused until"):
+            rotating(server, store, retry=no_429).token()
+    assert server.refreshes == 1  # not retried in-process, not repeated by the other workers
+    assert store.breaker("exact:token:test").until == pytest.approx(clock() + 90, abs=2)
+    clock.advance(90)
+    loopback.route("POST", "/oauth2/token", server.token)
+    assert rotating(server, store, retry=no_429).token() == "at-1"  # the seed was never spent
+    assert server.refreshes == 2 and server.reused == [] and store.breaker("exact:token:test") is None

@@ -10,9 +10,10 @@ from airflow.providers.http.hooks.http import HttpHook
 from tests.hooks.loopback import Answer
 
 from ml_connector import http
-from ml_connector.errors import ConfigurationError, PermanentApiError
+from ml_connector.errors import ConfigurationError, PermanentApiError, RetryableApiError, api_error
 from ml_connector.hooks.auth import ApiKeyAuth, AuthStyle
 from ml_connector.hooks.base import ConnectorHook
+from ml_connector.secrets import TokenRequestsRefused, refused
 
 FAST = http.RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.02)
 
@@ -50,9 +51,12 @@ class TokenHook(PlainHook):
 
     def fetch_token(self) -> tuple[str, float]:
         client_id, secret = self.credentials()
-        response = self.send("POST", f"{self.base_url}/token", idempotent=True,
+        response = self.send("POST", f"{self.base_url}/token", idempotent=True, retry=self.token_retry,
                              data={"grant_type": "client_credentials", "client_id": client_id,
                                    "client_secret": secret})
+        if response.status_code != 200:
+            raise refused(api_error("token refused", vendor="plain", status=response.status_code),
+                          retry_after=http.retry_after_seconds(response))
         body = response.json()
         return body["access_token"], time.time() + body["expires_in"]
 
@@ -265,3 +269,25 @@ def test_client_credentials_through_the_base(set_connection, loopback, sqlite_le
     assert TokenHook(ledger=sqlite_ledger, retry=FAST).send_authorized("GET", f"{loopback.url}/data").ok
     assert len(loopback.seen("POST", "/token")) == 1
     assert isinstance(hook.session, requests.Session)
+
+
+def test_a_token_request_never_retries_a_429_in_process():
+    """A refused token request opens the secret store's breaker instead; 5xx and connection errors are retried."""
+    assert 429 not in ConnectorHook("x").token_retry.statuses
+    assert 429 not in ConnectorHook("x", retry=FAST).token_retry.statuses  # a hook's own policy too
+    assert ConnectorHook("x", retry=FAST).token_retry.attempts == FAST.attempts
+    assert {502, 503, 504} <= ConnectorHook("x").token_retry.statuses
+    assert 429 in ConnectorHook("x").retry.statuses  # API calls still retry their 429s
+
+
+def test_a_refused_token_request_through_the_base_is_shared_with_its_retry_after(set_connection, loopback,
+                                                                                 sqlite_ledger):
+    loopback.route("POST", "/token", lambda r: Answer(429, {"error": "slow down"}, {"Retry-After": "120"}))
+    set_connection("plain_default", host=loopback.url, login="cid", password="pw")
+    with pytest.raises(RetryableApiError):
+        TokenHook(ledger=sqlite_ledger, retry=FAST).get_token()
+    hook = TokenHook(ledger=sqlite_ledger, retry=FAST)
+    with pytest.raises(TokenRequestsRefused, match=r"^Plain token requests are refused until .* \(rate limited\)"):
+        hook.send_authorized("GET", f"{loopback.url}/data")
+    assert len(loopback.seen("POST", "/token")) == 1 and loopback.seen("GET", "/data") == []
+    assert hook.secret_store.breaker(hook.token_cache_key).until == pytest.approx(time.time() + 120, abs=5)

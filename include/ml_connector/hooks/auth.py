@@ -9,16 +9,21 @@ with Airflow's log masker.
 * :class:`BasicAuth`: HTTP Basic with a key and a secret (ShipStation v1).
 * :class:`ClientCredentialsAuth`: an OAuth client-credentials bearer token (UPS, Business Central through
   Entra). The token is cached encrypted in the ledger's secret store, shared by every task and worker, and
-  renewed ``margin`` seconds before it expires under a database lock, so N workers make one token request. A
+  renewed ``margin`` seconds before it expires under the store's lease, so N workers make one token request. A
   401 answer forces one renewal (unless another worker already renewed the refused token) and one retry.
 * :class:`RotatingRefreshTokenAuth`: the OAuth refresh-token grant of APIs whose refresh tokens are single-use
   (Exact Online): every refresh answers a new refresh token and invalidates the old one. The refresh token and
-  the access token live together in one encrypted secret-store entry, written under the store's lock before the
+  the access token live together in one encrypted secret-store entry, written under the store's lease before the
   new access token is handed out, so the new refresh token is stored before it can be needed and an old one is
   never sent twice. An answer that carries a new refresh token is stored even when the rest of it is unusable.
 * :class:`SessionLogon`: APIs that log a user on and hand back a session (SYSPRO e.net's session GUID,
   Acumatica's cookie). A context manager: it logs on at the first request, reuses the session, logs on again
   once when an answer says the session expired, and always logs off when the block ends.
+
+Both token styles (client credentials, rotating refresh) share the secret store's breaker: a token request refused
+with a 429 (or a 5xx or no answer after its retries) is recorded in the ledger, and no task or worker asks that
+issuer again before the window has passed (:class:`~ml_connector.secrets.TokenRequestsRefused`, a retryable
+error, is raised instead).
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import base64
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,7 +39,7 @@ import requests
 
 from ml_connector import http
 from ml_connector.errors import AmbiguousRequestError, AuthenticationError, ConfigurationError, api_error
-from ml_connector.secrets import CachedSecret, SecretStore
+from ml_connector.secrets import CachedSecret, SecretStore, refused
 
 log = logging.getLogger(__name__)
 
@@ -171,28 +175,33 @@ class ClientCredentialsAuth(TokenAuth):
     :param fetch: requests a new token; returns ``(access_token, expires_at_epoch)``.
     :param margin: seconds before expiry at which the token is renewed.
     :param vendor: name used in logs.
+    :param label: the token issuer's name in messages (``"UPS"``); default ``vendor``.
     """
 
     def __init__(self, send: Send, *, store: SecretStore, cache_key: str,
-                 fetch: Callable[[], tuple[str, float]], margin: float = 300.0, vendor: str = "api") -> None:
+                 fetch: Callable[[], tuple[str, float]], margin: float = 300.0, vendor: str = "api",
+                 label: str | None = None) -> None:
         super().__init__(send, vendor=vendor)
         self.store = store
         self.cache_key = cache_key
         self.fetch = fetch
         self.margin = margin
+        self.label = label or vendor
 
     def token(self, *, force: bool = False, rejected: str | None = None) -> str:
         """The cached token, or a new one when it is missing, about to expire or was refused.
 
         :param force: the server refused ``rejected``: fetch a new one unless another worker already did.
         :param rejected: the token the server refused.
+        :raises TokenRequestsRefused: the issuer refused token requests a moment ago (the breaker is open):
+            nothing was requested.
         """
 
         def refresh(_current: CachedSecret | None) -> tuple[str, float]:
             return self.fetch()
 
         token = self.store.get_or_refresh(self.cache_key, refresh, margin=self.margin, force=force,
-                                          stale_value=rejected)
+                                          stale_value=rejected, label=self.label)
         http.mask(token)
         return token
 
@@ -234,12 +243,14 @@ class RotatingRefreshTokenAuth(TokenAuth):
     :param margin: seconds before expiry at which the access token is renewed.
     :param vendor: name used in logs and errors.
     :param label: the vendor's name for people (``"Exact Online"``).
+    :param retry: retry policy of the refresh request (a hook passes its ``token_retry``: no in-process retry
+        of a 429, the store's breaker takes over); default the sender's own.
     """
 
     def __init__(self, send: Send, *, store: SecretStore, cache_key: str, token_url: str, client_id: str,
                  client_secret: str, initial_refresh_token: str | None, conn_id: str,
                  refresh_field: str = "the 'refresh_token' extra", margin: float = 60.0, vendor: str = "api",
-                 label: str | None = None) -> None:
+                 label: str | None = None, retry: http.RetryPolicy | None = None) -> None:
         super().__init__(send, vendor=vendor)
         self.store = store
         self.cache_key = cache_key
@@ -251,6 +262,7 @@ class RotatingRefreshTokenAuth(TokenAuth):
         self.refresh_field = refresh_field
         self.margin = margin
         self.label = label or vendor
+        self.retry = retry
         http.mask(client_secret)
         http.mask(self._initial)
         self._value: str | None = None  # the store entry our last access token came from
@@ -288,10 +300,11 @@ class RotatingRefreshTokenAuth(TokenAuth):
                 f"put the refresh token into {self.refresh_field}; ml-connector stores and rotates it from there")
         seed = _fingerprint(self._initial) if self._initial else (state or {}).get("seed")
         self._problem = None
+        options: dict[str, Any] = {"retry": self.retry} if self.retry is not None else {}
         try:
             response = self._send("POST", self.token_url, idempotent=False, data={
                 "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id,
-                "client_secret": self._client_secret})
+                "client_secret": self._client_secret}, **options)
         except AmbiguousRequestError as exc:
             raise AmbiguousRequestError(
                 f"{exc.message}. If the next attempt is refused with invalid_grant, {self.label} rotated the "
@@ -303,7 +316,7 @@ class RotatingRefreshTokenAuth(TokenAuth):
         expires_at = None
         if isinstance(body, dict) and access:
             try:
-                expires_at = time.time() + float(body.get("expires_in"))
+                expires_at = self.store.clock() + float(body.get("expires_in"))
             except (TypeError, ValueError):
                 expires_at = None
         if new_refresh:
@@ -338,14 +351,15 @@ class RotatingRefreshTokenAuth(TokenAuth):
                 f"{self.label} refused the client id/secret of connection '{self.conn_id}' "
                 f"({error}{': ' + description if description else ''})",
                 vendor=self.vendor, status=response.status_code, code=error)
-        raise api_error(f"{self.label} token refresh failed: {description or error or 'no refresh token'}",
-                        vendor=self.vendor, status=response.status_code, code=error)
+        raise refused(api_error(f"{self.label} token refresh failed: {description or error or 'no refresh token'}",
+                                vendor=self.vendor, status=response.status_code, code=error),
+                      retry_after=http.retry_after_seconds(response))
 
     def _get_or_refresh(self, *, force: bool, stale: str | None) -> str:
         self._spent_from = None
         try:
             return self.store.get_or_refresh(self.cache_key, self._refresh, margin=self.margin, force=force,
-                                             stale_value=stale)
+                                             stale_value=stale, label=self.label)
         except AuthenticationError as exc:
             if exc.code != "invalid_grant":
                 raise
@@ -366,6 +380,8 @@ class RotatingRefreshTokenAuth(TokenAuth):
         :param rejected: the access token the server refused.
         :raises AuthenticationError: the refresh token was refused: the message says how to get a new one.
         :raises ConfigurationError: there is no refresh token at all.
+        :raises TokenRequestsRefused: the issuer refused refreshes a moment ago (the breaker is open): nothing
+            was sent, the refresh token is unspent.
         """
         stale = None
         if force:

@@ -17,6 +17,9 @@ non-idempotent request, typed errors, logs without headers or query strings).
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from collections.abc import Callable
 from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
@@ -37,7 +40,10 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 CHECK_RETRY = http.RetryPolicy(attempts=2, backoff=0.2, max_backoff=1.0, max_retry_after=5.0)
 #: A token request, retries included, must end well inside the secret store's refresh lease (180 s), or a
 #: waiting process would take the lease over and ask for a second token: at most 3 x (10 + 30) s + backoff.
-TOKEN_RETRY = http.RetryPolicy(attempts=3, backoff=0.5, max_backoff=5.0, max_retry_after=30.0)
+#: A 429 is not retried in-process: a refused token request opens the secret store's breaker instead, which
+#: every lane and worker honours (see :mod:`ml_connector.secrets`); 5xx and connection errors are retried.
+TOKEN_RETRY = http.RetryPolicy(attempts=3, backoff=0.5, max_backoff=5.0, max_retry_after=30.0,
+                               statuses=http.RETRY_STATUSES - {429})
 TOKEN_TIMEOUT = (10.0, 30.0)
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -60,6 +66,8 @@ class ConnectorHook(HttpHook):
 
     vendor = "api"
     default_host = ""
+    #: who issues the hook's tokens, for people (``"Entra"``); default :attr:`hook_name`
+    token_issuer = ""
     #: scheme when neither the host nor the connection's ``schema`` names one (``HttpHook`` would use http)
     default_scheme = "https"
     pool_size = 16
@@ -276,12 +284,26 @@ class ConnectorHook(HttpHook):
             self._secret_store = SecretStore(self.ledger)
         return self._secret_store
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Epoch seconds now, as the token store reads them (``time.time`` unless the store given to the hook
+        has another clock): a token's expiry is computed on the clock it is compared with. Never opens the
+        ledger."""
+        return self._secret_store.clock if self._secret_store is not None else time.time
+
     # -- sending ---------------------------------------------------------------------------------------------
 
     @property
     def token_retry(self) -> http.RetryPolicy:
-        """Retry policy of a token request: :data:`TOKEN_RETRY`, or the policy the hook was built with."""
-        return TOKEN_RETRY if self.retry is http.DEFAULT_RETRY else self.retry
+        """Retry policy of a token request: :data:`TOKEN_RETRY`, or the policy the hook was built with; either
+        way without retrying a 429 (the secret store's breaker takes over)."""
+        policy = TOKEN_RETRY if self.retry is http.DEFAULT_RETRY else self.retry
+        return dataclasses.replace(policy, statuses=policy.statuses - {429})
+
+    @property
+    def token_label(self) -> str:
+        """The token issuer's name in messages: :attr:`token_issuer`, else :attr:`hook_name`."""
+        return self.token_issuer or self.hook_name or self.vendor
 
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send one request through :func:`ml_connector.http.send` with the hook's session, retry policy,
@@ -347,14 +369,20 @@ class ConnectorHook(HttpHook):
         raise NotImplementedError
 
     def fetch_token(self) -> tuple[str, float]:
-        """Request a new token from the vendor; returns ``(token, expires_at_epoch)``."""
+        """Request a new token from the vendor; returns ``(token, expires_at_epoch)``.
+
+        A refusal that waiting can fix raises a :class:`~ml_connector.errors.RetryableError` marked with
+        :func:`ml_connector.secrets.refused` (short reason, ``Retry-After``): the secret store's breaker
+        records it. A refusal of the credentials raises :class:`~ml_connector.errors.AuthenticationError`.
+        """
         raise NotImplementedError
 
     def client_credentials_auth(self) -> ClientCredentialsAuth:
         """A :class:`ClientCredentialsAuth` over :meth:`fetch_token` and :attr:`token_cache_key`, for
         :meth:`build_auth` of client-credentials APIs."""
         return ClientCredentialsAuth(self.send, store=self.secret_store, cache_key=self.token_cache_key,
-                                     fetch=self.fetch_token, margin=self.refresh_margin, vendor=self.vendor)
+                                     fetch=self.fetch_token, margin=self.refresh_margin, vendor=self.vendor,
+                                     label=self.token_label)
 
     def get_token(self, *, force: bool = False, rejected: str | None = None) -> str:
         """A valid bearer token from the hook's token auth style (the shared encrypted cache).

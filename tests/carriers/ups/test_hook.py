@@ -1,20 +1,33 @@
-"""UpsHook against the UPS sandbox over real HTTP; every request it sends must validate against the UPS spec."""
+"""UpsHook against the UPS sandbox over real HTTP; every request it sends must validate against the UPS spec.
+
+The token-quota tests run the sandbox with ``token_daily_quota`` 0 (every token request answers 429 10429) and
+move the secret store's clock forward instead of sleeping.
+"""
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 import socket
+import threading
 import time
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from tests.conftest import UPS_ACCOUNT, ups_connection
+from tests.hooks.clock import MovableClock
+from tests.hooks.loopback import Answer, Loopback
 
 from ml_connector import http
-from ml_connector.carriers.ups.hook import UpsHook, _token_expiry
-from ml_connector.errors import AmbiguousRequestError, AuthenticationError, PermanentApiError
+from ml_connector.carriers.ups.hook import TOKEN_PATH, UpsHook, _token_expiry
+from ml_connector.errors import (
+    AmbiguousRequestError,
+    AuthenticationError,
+    PermanentApiError,
+    RetryableApiError,
+    RetryableError,
+)
 from ml_connector.ledger import Ledger, schema
 from ml_connector.models import (
     Address,
@@ -25,6 +38,7 @@ from ml_connector.models import (
     Package,
     TrackingStatus,
 )
+from ml_connector.secrets import SecretStore, TokenRequestsRefused
 from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET
 
 FAST = http.RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05)
@@ -262,3 +276,157 @@ def test_fifty_worker_processes_make_one_token_request(ups, ledger_url):
         failures.append(errors.get())
     assert failures == [] and [p.exitcode for p in procs] == [0] * n
     assert ups.counters("ups")["tokens_issued"] == 1
+
+
+# -- the token quota is spent: a refusal is shared, not repeated (token breaker) --------------------------------
+
+LANES = 8
+
+
+def run_lanes(hooks: list[UpsHook]) -> list[str]:
+    """Every hook (a lane) asks for a token at the same moment; returns what each got: "token" or an error."""
+    barrier, outcomes = threading.Barrier(len(hooks)), []
+
+    def lane(hook: UpsHook) -> None:
+        barrier.wait()
+        try:
+            hook.get_token()
+            outcomes.append("token")
+        except Exception as exc:  # recorded, never lost in the thread
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=lane, args=(hook,)) for hook in hooks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return outcomes
+
+
+def test_eight_lanes_refused_for_five_minutes_make_at_most_three_token_requests(ups_conn, ups, ledger):
+    """8 lanes need a token while UPS refuses every token request (quota spent) for 5 minutes.
+
+    The 5 minutes are the secret store's clock (real time plus an offset; the sandbox's clock moves with it):
+    the lanes ask together every 10 simulated seconds (30 rounds, 240 attempts; Airflow would retry a lane
+    every 30 s at the soonest), and the clock moves 10 s after each round. The breaker lets one probe through
+    per window: at 0, 60 and 180 s.
+    """
+    ups.set_knobs("ups", token_daily_quota=0)
+    clock = MovableClock()
+
+    def advance(seconds: float) -> None:
+        clock.advance(seconds)
+        ups.set_knobs("ups", clock_offset_seconds=clock.offset)
+
+    hooks = [UpsHook(secret_store=SecretStore(ledger, clock=clock), retry=FAST) for _ in range(LANES)]
+    outcomes: list[str] = []
+    for _ in range(30):
+        outcomes += run_lanes(hooks)
+        advance(10)
+    requests = ups.counters("ups")["token_quota_exceeded"]
+    print(f"8 lanes, 5 refused minutes: {requests} token requests for {len(outcomes)} lane attempts")
+    assert requests == ups.counters("ups")["rate_limited"] <= 3
+    assert requests == 3  # windows of 60, 120, 240 s: probes at 0, 60 and 180 s
+    assert set(outcomes) == {"RetryableApiError", "TokenRequestsRefused"}  # retryable, never a credential error
+    assert outcomes.count("RetryableApiError") == requests  # the probes; every other attempt asked nothing
+    breaker = hooks[0].secret_store.breaker(hooks[0].token_cache_key)
+    assert breaker.reason == "quota" and breaker.refusals == 3
+
+    # the quota is back: the first lane after the window gets a token and closes the breaker
+    ups.set_knobs("ups", token_daily_quota=250)
+    advance(breaker.until - clock())
+    assert run_lanes(hooks) == ["token"] * LANES
+    assert ups.counters("ups")["tokens_issued"] == 1
+    assert hooks[0].secret_store.breaker(hooks[0].token_cache_key) is None
+    # the next token lifetime: exactly one request again
+    advance(3600)
+    assert run_lanes(hooks) == ["token"] * LANES
+    assert ups.counters("ups")["tokens_issued"] == 2 and requests == ups.counters("ups")["token_quota_exceeded"]
+
+
+def test_a_waiting_lane_says_until_when_and_why_without_asking(ups_conn, ups, sqlite_ledger):
+    ups.set_knobs("ups", token_daily_quota=0)
+    with pytest.raises(RetryableApiError) as first:
+        UpsHook(ledger=sqlite_ledger, retry=FAST).get_token()
+    assert first.value.code == "10429" and first.value.status == 429
+    hook = UpsHook(ledger=sqlite_ledger, retry=FAST)
+    with pytest.raises(TokenRequestsRefused) as waiting:
+        hook.validate_address(order().ship_to)
+    until = hook.secret_store.breaker(hook.token_cache_key).until
+    assert str(waiting.value) == (f"UPS token requests are refused until {time.strftime('%H:%M:%S', time.gmtime(until))}"
+                                  " UTC (quota): waiting, not asking again")
+    assert isinstance(waiting.value, RetryableError)  # Airflow's retry backoff applies
+    counters = ups.counters("ups")
+    assert counters["token_quota_exceeded"] == 1 and counters["xav_requests"] == 0
+    for text in (str(first.value), str(waiting.value), hook.secret_store.breaker(hook.token_cache_key).reason):
+        assert UPS_CLIENT_SECRET not in text
+
+
+def test_a_wrong_secret_opens_no_breaker_and_is_not_retried(ups, sqlite_ledger, monkeypatch):
+    """A refused client secret is a configuration error: each lane fails at once on one request, nothing waits."""
+    wrong_secret(ups, monkeypatch)
+    hooks = [UpsHook(ledger=sqlite_ledger, retry=FAST) for _ in range(LANES)]
+    assert run_lanes(hooks) == ["AuthenticationError"] * LANES
+    assert ups.counters("ups")["auth_failures"] == LANES  # one request per lane: no retry, no loop
+    assert hooks[0].secret_store.breaker(hooks[0].token_cache_key) is None
+    monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(ups.url("ups")))  # the secret is fixed
+    assert run_lanes([UpsHook(ledger=sqlite_ledger, retry=FAST) for _ in range(LANES)]) == ["token"] * LANES
+    assert ups.counters("ups")["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize("status", [429, 403, 400])
+def test_10429_on_the_token_endpoint_is_a_quota_whatever_the_status(status, sqlite_ledger, monkeypatch):
+    with Loopback() as server:
+        server.route("POST", TOKEN_PATH, lambda r: Answer(status, {"response": {"errors": [
+            {"code": "10429", "message": "Too Many Requests"}]}}))
+        monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(server.url))
+        with pytest.raises(RetryableApiError):
+            UpsHook(ledger=sqlite_ledger, retry=FAST).get_token()
+        with pytest.raises(TokenRequestsRefused, match=r"\(quota\)"):
+            UpsHook(ledger=sqlite_ledger, retry=FAST).get_token()
+        assert len(server.seen("POST", TOKEN_PATH)) == 1  # not retried in-process, not repeated by the next
+
+
+def test_a_token_5xx_is_retried_then_opens_the_breaker(sqlite_ledger, monkeypatch):
+    with Loopback() as server:
+        server.route("POST", TOKEN_PATH, lambda r: Answer(503, "Service Unavailable"))
+        monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(server.url))
+        with pytest.raises(RetryableApiError):
+            UpsHook(ledger=sqlite_ledger, retry=FAST).get_token()
+        assert len(server.seen("POST", TOKEN_PATH)) == FAST.attempts
+        with pytest.raises(TokenRequestsRefused, match=r"\(HTTP 503\)"):
+            UpsHook(ledger=sqlite_ledger, retry=FAST).get_token()
+        assert len(server.seen("POST", TOKEN_PATH)) == FAST.attempts
+
+
+def _refused_token_in_process(ledger_url: str, conn_json: str, barrier, outcomes) -> None:
+    import os
+
+    os.environ["AIRFLOW_CONN_UPS_DEFAULT"] = conn_json
+    hook = UpsHook(ledger=Ledger(ledger_url), retry=FAST)
+    barrier.wait()
+    try:
+        hook.get_token()
+        outcomes.put("token")
+    except Exception as exc:  # report, do not hang the others
+        outcomes.put(type(exc).__name__)
+
+
+@pytest.mark.xdist_group("many_processes")  # together they would pass PostgreSQL's 100 connections
+def test_worker_processes_share_one_refused_token_request(ups, ledger_url):
+    """8 processes (task workers) need a token at the same moment while the quota is spent: one request."""
+    ups.set_knobs("ups", token_daily_quota=0)
+    ctx = mp.get_context("fork")
+    n = LANES
+    barrier, outcomes = ctx.Barrier(n, timeout=120), ctx.Queue()
+    Ledger(ledger_url)  # create the schema once, as the first task would
+    conn = ups_connection(ups.url("ups"))
+    procs = [ctx.Process(target=_refused_token_in_process, args=(ledger_url, conn, barrier, outcomes))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+    assert [p.exitcode for p in procs] == [0] * n
+    assert sorted(outcomes.get(timeout=5) for _ in range(n)) == ["RetryableApiError"] + ["TokenRequestsRefused"] * 7
+    assert ups.counters("ups")["token_quota_exceeded"] == 1 and ups.counters("ups")["tokens_issued"] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from ml_connector.erp.business_central.hook import BusinessCentralHook
 from ml_connector.erp.business_central.mapping import tracking_patch
 from ml_connector.errors import AuthenticationError, ConflictError, RetryableApiError
 from ml_connector.ledger import schema
+from ml_connector.secrets import TokenRequestsRefused
 from ml_connector_sandbox.business_central import SEED_PATH
 from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET
 
@@ -323,6 +325,38 @@ def test_entra_busy_is_retryable_not_a_refused_secret(make_hook, connect):
     assert caught.value.status == 503 and caught.value.retryable
     assert not isinstance(caught.value, AuthenticationError)
     assert len(entra.requests) == FAST.attempts
+    with pytest.raises(TokenRequestsRefused, match=r"^Entra token requests are refused until .* \(HTTP 503\)"):
+        make_hook().get_token()  # the next lane waits instead of asking Entra again
+    assert len(entra.requests) == FAST.attempts
+
+
+def test_entra_429_is_shared_for_its_retry_after(make_hook, connect):
+    with Loopback() as entra:
+        entra.route("POST", f"/{SEED['tenant_id']}/oauth2/v2.0/token", lambda r: Answer(
+            429, {"error": "temporarily_unavailable", "error_description": "throttled"}, {"Retry-After": "600"}))
+        connect(authority=entra.url)
+        with pytest.raises(RetryableApiError) as caught:
+            make_hook().get_token()
+        assert caught.value.status == 429 and len(entra.requests) == 1  # no in-process retry of a 429
+        hook = make_hook()
+        for _ in range(3):
+            with pytest.raises(TokenRequestsRefused) as waiting:
+                hook.get_company()
+        assert len(entra.requests) == 1
+    breaker = hook.secret_store.breaker(hook.token_cache_key)
+    assert breaker.until == pytest.approx(time.time() + 600, abs=5) and breaker.reason == "rate limited"
+    assert "(rate limited): waiting, not asking again" in str(waiting.value)
+    assert CLIENT_SECRET not in str(waiting.value) and CLIENT_SECRET not in str(caught.value)
+
+
+def test_a_wrong_entra_secret_opens_no_breaker(make_hook, connect, bc):
+    connect(password="wrong-secret")
+    for attempt in range(1, 3):
+        with pytest.raises(AuthenticationError):
+            make_hook().get_token()
+        assert counters(bc)["token_errors"] == attempt  # one request per attempt, none retried
+    hook = make_hook()
+    assert hook.secret_store.breaker(hook.token_cache_key) is None
 
 
 def test_test_connection_with_a_wrong_company_fails(make_hook, connect):

@@ -6,7 +6,9 @@ are the pure functions in :mod:`ml_connector.carriers.ups`.
 Auth: OAuth client credentials (:class:`~ml_connector.hooks.auth.ClientCredentialsAuth`). The token request
 sends the client id/secret as HTTP Basic and the account number as ``x-merchant-id``; the token is cached
 encrypted in the ledger, shared by every task and worker, renewed before ``issued_at + expires_in``, and a 401
-renews it once and retries once.
+renews it once and retries once. A token request refused with ``10429`` (the token quota is spent, whatever the
+HTTP status) or a 5xx opens the secret store's breaker: no task or worker asks UPS for a token again before the
+window has passed (:mod:`ml_connector.secrets`).
 
 Connection ``ups_default`` (type ``ups``): host = API base (``https://onlinetools.ups.com``; CIE
 ``https://wwwcie.ups.com``), login = client id, password = client secret, extras ``account_number`` (6 chars),
@@ -31,20 +33,24 @@ from ml_connector.errors import AuthenticationError
 from ml_connector.hooks.auth import AuthStyle
 from ml_connector.hooks.base import CHECK_RETRY, TOKEN_TIMEOUT, ConnectorHook
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
+from ml_connector.secrets import refused
 
 DEFAULT_HOST = "https://onlinetools.ups.com"
 TOKEN_PATH = "/security/v1/oauth/token"  # UPS serves OAuth outside the /api prefix of the other APIs
 SHIP_VERSION = "v2409"
 XAV_VERSION = "v2"
 TRACK_VERSION = "v1"
+#: "Too Many Requests": on the token endpoint, the token quota is spent (the breaker's reason ``quota``)
+TOKEN_QUOTA_CODE = "10429"
 
 
 class UpsHook(ConnectorHook):
     """Talks to the UPS REST APIs with a bearer token shared by every task and worker.
 
     The token lives encrypted in the ledger and is refreshed a few minutes before ``issued_at + expires_in``
-    (UPS cut the lifetime from 4 h to 1 h in 2026: never assume one), under a lock, so concurrent tasks make one
-    token request. A 401 forces one refresh and one retry.
+    (UPS cut the lifetime from 4 h to 1 h in 2026: never assume one), under a lease, so concurrent tasks make one
+    token request. A 401 forces one refresh and one retry. A refused token request (``10429``) is shared through
+    the ledger: the other tasks wait it out instead of asking again.
 
     :param ups_conn_id: the Airflow connection id.
     :param kwargs: :class:`~ml_connector.hooks.base.ConnectorHook` options (``ledger``, ``retry``, ``timeout``,
@@ -105,9 +111,11 @@ class UpsHook(ConnectorHook):
     def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
         """Request a new token with the connection's client id/secret, bypassing the cache.
 
-        :param retry: retry policy of this one request (default: the hook's).
+        :param retry: retry policy of this one request (default: :attr:`token_retry`, which does not retry a 429).
         :return: ``(access_token, expires_at_epoch)``.
         :raises AuthenticationError: UPS refused the client id/secret.
+        :raises RetryableApiError: the token quota is spent (``10429``, reason ``quota``) or UPS answered 5xx
+            after the retries; marked for the secret store's breaker.
         """
         client_id, client_secret = self.credentials()
         response = self.send(
@@ -119,6 +127,9 @@ class UpsHook(ConnectorHook):
         body = http.json_or_text(response)
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = mapping.parse_error(response.status_code, body)
+            if error.retryable:  # 10429 comes with 429, 400 or 403: a quota, not a wrong secret
+                reason = "quota" if error.code == TOKEN_QUOTA_CODE else None
+                raise refused(error, reason=reason, retry_after=http.retry_after_seconds(response))
             if response.status_code in (400, 401, 403):
                 raise AuthenticationError(
                     f"UPS refused the client id/secret of connection '{self.conn_id}' ({error.message}); "
@@ -127,7 +138,7 @@ class UpsHook(ConnectorHook):
             raise error
         token = body["access_token"]
         http.mask(token)
-        return token, _token_expiry(body)
+        return token, _token_expiry(body, now=self.clock())
 
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
               idempotent: bool | None = None) -> tuple[int, Any]:
@@ -234,7 +245,7 @@ class UpsHook(ConnectorHook):
             account = self.account_number
         except Exception as exc:  # the message is what the person reads in the UI
             return False, self.check_failure_message(exc, label="UPS")
-        minutes = max(0, int((expires_at - time.time()) / 60))
+        minutes = max(0, int((expires_at - self.clock()) / 60))
         return True, (f"Authenticated with UPS at {self.host} as client '{self.connection.login}' for account "
                       f"{account}; a new token is valid for {minutes} minutes")
 

@@ -3,7 +3,9 @@
 Auth: OAuth client credentials against Microsoft Entra (:class:`~ml_connector.hooks.auth.ClientCredentialsAuth`):
 the client id/secret go in the token request's form with the ``.default`` scope of the Business Central API; the
 token is cached encrypted in the ledger, shared by every task and worker, renewed before ``expires_in`` runs
-out, and a 401 renews it once and retries once.
+out, and a 401 renews it once and retries once. A token request Entra refuses with 429 (or answers 5xx after
+the retries) opens the secret store's breaker: no task or worker asks Entra again before its ``Retry-After``
+(else a backoff) has passed (:mod:`ml_connector.secrets`).
 
 Connection ``business_central_default`` (type ``business_central``): host = API host
 (``https://api.businesscentral.dynamics.com``), login/password = Entra app client id/secret, extras
@@ -16,7 +18,6 @@ ml-connector AL extension page, default ``mlconnector/shipping/v1.0``), ``page_s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from ml_connector.erp.business_central.mapping import FIELD_DELIVERED_AT, parse_
 from ml_connector.errors import ApiError, AuthenticationError, ConflictError, api_error
 from ml_connector.hooks.auth import AuthStyle
 from ml_connector.hooks.base import CHECK_RETRY, TOKEN_TIMEOUT, ConnectorHook
+from ml_connector.secrets import refused
 
 DEFAULT_HOST = "https://api.businesscentral.dynamics.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -85,6 +87,7 @@ class BusinessCentralHook(ConnectorHook):
     hook_name = "Dynamics 365 Business Central"
     vendor = "business_central"
     default_host = DEFAULT_HOST
+    token_issuer = "Entra"
 
     def __init__(self, business_central_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(business_central_conn_id, **kwargs)
@@ -139,10 +142,11 @@ class BusinessCentralHook(ConnectorHook):
     def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
         """Request a new Entra token with the connection's client id/secret, bypassing the cache.
 
-        :param retry: retry policy of this one request (default: the hook's).
+        :param retry: retry policy of this one request (default: :attr:`token_retry`, which does not retry a 429).
         :return: ``(access_token, expires_at_epoch)``.
         :raises AuthenticationError: Entra refused the credentials (its error text is in the message).
-        :raises RetryableApiError: Entra answered 429/5xx after the retries.
+        :raises RetryableApiError: Entra answered 429, or 5xx after the retries; marked for the secret store's
+            breaker with Entra's ``Retry-After`` when it sent one.
         """
         client_id, client_secret = self.credentials()
         response = self.send(
@@ -154,15 +158,16 @@ class BusinessCentralHook(ConnectorHook):
         body = http.json_or_text(response)
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
             error = parse_error(response.status_code, body)
-            if error.retryable:  # 429/5xx that outlasted the retries: Entra is busy, the secret may be fine
-                raise api_error(f"Entra token request failed ({error.message})", vendor="business_central",
-                                status=response.status_code, code=error.code)
+            if error.retryable:  # 429, or 5xx that outlasted the retries: Entra is busy, the secret may be fine
+                raise refused(api_error(f"Entra token request failed ({error.message})", vendor="business_central",
+                                        status=response.status_code, code=error.code),
+                              retry_after=http.retry_after_seconds(response))
             raise AuthenticationError(
                 f"Entra refused the client credentials of connection '{self.conn_id}' ({error.message})",
                 vendor="business_central", status=response.status_code, code=error.code)
         token = body["access_token"]
         http.mask(token)
-        return token, time.time() + float(body.get("expires_in", 3599))
+        return token, self.clock() + float(body.get("expires_in", 3599))
 
     @property
     def token_cache_key(self) -> str:
@@ -284,6 +289,6 @@ class BusinessCentralHook(ConnectorHook):
             return False, self.check_failure_message(exc, label="Business Central")
         company = body if isinstance(body, dict) else {}
         name = company.get("displayName") or company.get("name") or self.company_id
-        minutes = max(0, int((expires_at - time.time()) / 60))
+        minutes = max(0, int((expires_at - self.clock()) / 60))
         return True, (f"Connected to company '{name}' in environment '{self.environment}' at {self.base_url} "
                       f"(tenant {self.tenant_id}); a new token is valid for {minutes} minutes")
