@@ -15,7 +15,7 @@ def test_the_factory_builds_the_five_tasks_with_registry_names(tmp_path):
     dag = erp_ups_dag("bc_east", settings_file=path)
     assert {t.task_id for t in dag.tasks} == {
         "extract_orders", "process_order.validate_address", "process_order.create_shipment",
-        "process_order.writeback", "poll_tracking"}
+        "process_order.writeback", "poll_tracking", "report"}
     assert dag.description == "Dynamics 365 Business Central -> UPS labels and tracking"
     assert set(dag.tags) == {"ml-connector", "business_central", "ups", "east"}
     assert isinstance(dag.timetable, CronDataIntervalTimetable) and dag.max_active_runs == 1

@@ -5,6 +5,13 @@
     extract_orders -> process_order (mapped task group, one lane per order or batch of orders)
                         validate_address -> create_shipment -> writeback
                    -> poll_tracking (trigger_rule all_done)
+                   -> report (trigger_rule all_done; the only leaf, so the run's state is its verdict)
+
+Every task of ``process_order`` takes its lane from ``extract_orders``' output, which makes ``extract_orders``
+a direct upstream of each of them. So the group's ``all_done`` tasks can only become ready once
+``extract_orders`` has finished: if it failed or was skipped, Airflow marks them upstream_failed or skipped
+before expanding anything; if it succeeded, it pushed the lanes before it was marked a success. No run state
+leaves a mapped task to be expanded without its input (tests/dags/test_expansion.py checks it).
 
 Building a DAG touches no network and no database (it only validates settings), so DAG parsing stays fast.
 """
@@ -26,6 +33,7 @@ from ml_connector.operators import (
     WritebackOperator,
 )
 from ml_connector.operators.base import RETRY_POLICY, retry_delays
+from ml_connector.operators.report import ReportOperator
 from ml_connector.settings import PipelineSettings, load_settings
 
 DOC = """\
@@ -39,6 +47,9 @@ Every {schedule!r} ({timezone}) this DAG reads the released orders modified in t
   {max_lanes} orders), named after its order number(s). A red lane names each failed order and why; the
   ledger row of a bad order is `quarantined` with the same reason and is tried again once the order changes
   in the ERP.
+* **Red or green**: `report` runs last and fails the run when the pipeline failed (orders could not be read,
+  a connection or setting is wrong, an API stayed down, the ledger is unreachable){quarantine_rule}. Its log
+  lists every order with its reason and the counts (seen, labelled, written back, quarantined, uncertain).
 * **Exactly once**: re-running an interval, clearing a task or backfilling never buys a second label: the
   ledger (`{ledger}`) records each label before anything else happens.
 * **Backfill a missed day**: `airflow backfill create --dag-id {dag_id} --from-date DAY --to-date DAY`
@@ -57,10 +68,13 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
     common = {"pipeline_id": dag_id, "settings": settings}
     default_args = {"owner": settings.owner, "retry_policy": RETRY_POLICY, **retry_delays(settings)}
     erp, carrier = registry.erp(settings.erp), registry.carrier(settings.carrier)
+    quarantine_rule = (", or when it quarantined new orders (orders it only sees again do not count)"
+                       if settings.fail_run_on_quarantine else
+                       "; new quarantines are listed but keep the run green (`fail_run_on_quarantine: false`)")
     doc = DOC.format(erp_name=erp.display_name, carrier_name=carrier.display_name, schedule=settings.schedule,
                      timezone=settings.timezone, overlap=settings.overlap_minutes, max_lanes=settings.max_lanes,
                      dag_id=dag_id, erp_conn=settings.erp_connection_id, carrier_conn=settings.carrier_connection_id,
-                     ledger=settings.ledger_conn_id)
+                     ledger=settings.ledger_conn_id, quarantine_rule=quarantine_rule)
     options: dict[str, Any] = dict(
         dag_id=dag_id,
         description=settings.description or f"{erp.display_name} -> {carrier.display_name} labels and tracking",
@@ -76,8 +90,12 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
     with DAG(**options) as dag:
         extract = ExtractOrdersOperator(task_id="extract_orders", **common)
 
+        lane_steps: list[str] = []
+
         @task_group(group_id="process_order")
         def process_order(lane):
+            # every step takes `lane` (extract_orders' output), so extract_orders is a direct upstream of each:
+            # the all_done steps below wait for it, and never expand before its lanes exist
             validate = ValidateAddressOperator(task_id="validate_address", lane=lane, **common)
             # all_done: in a batched lane, one order failing validation must not stop the others' labels;
             # each operator only works the orders the ledger says are ready for it.
@@ -85,10 +103,13 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
                                             **common)
             writeback = WritebackOperator(task_id="writeback", lane=lane, trigger_rule="all_done", **common)
             validate >> create >> writeback
+            lane_steps.extend(t.task_id for t in (validate, create, writeback))
 
         lanes = process_order.expand(lane=extract.output)
         poll = PollTrackingOperator(task_id="poll_tracking", trigger_rule="all_done", **common)
-        extract >> lanes >> poll
+        report = ReportOperator(task_id="report", extract_task_id=extract.task_id, lane_task_ids=lane_steps,
+                                **common)
+        extract >> lanes >> poll >> report
     return dag
 
 

@@ -65,6 +65,8 @@ class PipelineSettings(BaseModel):
     # write-back and tracking
     writeback: bool = True
     track: bool = True
+    # the run's verdict: orders newly quarantined (or label_uncertain) by a run make it fail at `report`
+    fail_run_on_quarantine: bool = True
     # lanes and retries
     max_lanes: int = Field(50, ge=1, le=1024)
     lane_concurrency: int = Field(4, ge=1, le=32)

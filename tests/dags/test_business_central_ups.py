@@ -39,7 +39,7 @@ def test_dag_integrity():
     assert dag.default_args["retries"] >= 2 and dag.default_args["retry_policy"] is not None
     assert {t.task_id for t in dag.tasks} == {
         "extract_orders", "process_order.validate_address", "process_order.create_shipment",
-        "process_order.writeback", "poll_tracking"}
+        "process_order.writeback", "poll_tracking", "report"}
     assert dag.get_task("poll_tracking").trigger_rule == "all_done"
 
 

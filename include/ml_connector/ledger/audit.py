@@ -1,13 +1,15 @@
 """The audit trail: an append-only log of every step taken on a shipment (nothing updates or deletes it).
 
 State changes write their audit row in the same transaction as the change (:meth:`AuditMixin._audit`), so the
-trail and the state can never disagree.
+trail and the state can never disagree. Every row names its actor (for the pipeline's operators
+``run_id/task_id[map_index]#try``), so "what did this run do" is a query over the actors that start with the
+run's id (:meth:`AuditMixin.audit_by_actor_prefix`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -58,4 +60,23 @@ class AuditMixin(LedgerBase):
             rows = conn.execute(sa.select(schema.audit_log)
                                 .where(schema.audit_log.c.shipment_pk == shipment_id)
                                 .order_by(schema.audit_log.c.id)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def audit_by_actor_prefix(self, pipeline: str, prefix: str, *, to_states: Iterable[str] | None = None,
+                              outcomes: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The audit rows of ``pipeline`` whose actor starts with ``prefix``, oldest first.
+
+        :param prefix: compared exactly (case-sensitive; ``%`` and ``_`` are plain characters).
+        :param to_states: only rows that moved (or kept) a shipment in one of these states.
+        :param outcomes: only rows with one of these outcomes (``ok``, ``quarantined``, ``error``...).
+        """
+        t = schema.audit_log
+        stmt = sa.select(t).where(t.c.pipeline == pipeline,
+                                  sa.func.substr(t.c.actor, 1, len(prefix)) == prefix)
+        if to_states is not None:
+            stmt = stmt.where(t.c.to_state.in_(list(to_states)))
+        if outcomes is not None:
+            stmt = stmt.where(t.c.outcome.in_(list(outcomes)))
+        with self.read() as conn:
+            rows = conn.execute(stmt.order_by(t.c.id)).mappings().all()
         return [dict(r) for r in rows]

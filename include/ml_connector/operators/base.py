@@ -5,7 +5,8 @@ batch of orders when a run has more orders than ``max_lanes`` (Airflow's ``max_m
 task instance costs scheduler time). Inside a lane the orders are worked concurrently with bounded concurrency;
 one order's permanent failure quarantines that order only; the lane then reports it (red in the grid, with the
 reason) after the other orders finished. Retrying or clearing a lane redoes only unfinished orders: the ledger
-knows which.
+knows which. A lane that fails says why in an XCom (:data:`LANE_OUTCOME_KEY`), so that the run's ``report``
+step can tell a lane that only quarantined orders from one that failed on configuration or transient errors.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ RETRY_POLICY = ExceptionRetryPolicy(rules=[
 ])
 
 Lane = dict[str, Any]  # {"label": "SO-1001", "orders": [[ledger_id, "SO-1001"], ...]}
+
+#: XCom key under which a failing lane says why: ``{"kind": "quarantined" | "configuration" | "retry",
+#: "orders": [[order_number, reason], ...]}``. Only "quarantined" means "the pipeline worked, the data did not".
+LANE_OUTCOME_KEY = "lane_outcome"
+
+
+def actor_prefix(run_id: str) -> str:
+    """The start of every audit actor of one DAG run (see :meth:`PipelineOperator.actor`)."""
+    return f"{run_id}/"
 
 
 def lane_label(numbers: Sequence[str], *, shown: int = 3) -> str:
@@ -101,7 +111,7 @@ class PipelineOperator(BaseOperator):
     def actor(self, context: Any) -> str:
         """Who did it, for the audit trail and claims: run id, task, map index and try."""
         ti = context["ti"]
-        return f"{context['run_id']}/{ti.task_id}[{ti.map_index}]#{ti.try_number}"
+        return f"{actor_prefix(context['run_id'])}{ti.task_id}[{ti.map_index}]#{ti.try_number}"
 
     def carrier(self):
         """The pipeline's :class:`~ml_connector.carriers.protocol.Carrier` (from the registry)."""
@@ -125,7 +135,8 @@ class LaneOperator(PipelineOperator):
     fails the task and quarantines nothing; another :class:`PermanentError` quarantines the order (the ledger row
     keeps the reason) and, once the other orders are done, fails the task with every reason; a
     :class:`RetryableError` is recorded and raised after the other orders are done, so that Airflow retries the
-    lane (finished orders are no-ops then).
+    lane (finished orders are no-ops then). Before failing, the lane pushes its outcome under
+    :data:`LANE_OUTCOME_KEY` (the ``report`` step reads it).
 
     :param lane: ``{"label": ..., "orders": [[ledger_id, order_number], ...]}`` from ``extract_orders``.
     """
@@ -150,7 +161,7 @@ class LaneOperator(PipelineOperator):
         self.before_lane(context)
         rows = [self.ledger.get(ledger_id) for ledger_id, _number in self.lane["orders"]]
         report = self._run(rows, context)
-        return self._finish(report)
+        return self._finish(report, context)
 
     def _run(self, rows: list[ShipmentRow], context: Any) -> LaneReport:
         report = LaneReport()
@@ -184,19 +195,22 @@ class LaneOperator(PipelineOperator):
         if not isinstance(exc, AlreadyQuarantined):  # reported again, recorded once
             self.ledger.quarantine(row.id, step=self.step, error=exc, actor=actor)
 
-    def _finish(self, report: LaneReport) -> list[dict[str, Any]]:
+    def _finish(self, report: LaneReport, context: Any) -> list[dict[str, Any]]:
         for line in report.skipped:
             self.log.info("skipped %s", line)
         if report.configuration:
             _number, first = report.configuration[0]
             self.log.error("%s failed on configuration, not on the orders (none was quarantined): %s",
                            self.step, first)
+            self._say_why(context, "configuration", [(n, str(e)) for n, e in report.configuration])
             raise first
         if report.retry:
             summary = "; ".join(f"{n}: {e}" for n, e in report.retry)
+            self._say_why(context, "retry", [(n, str(e)) for n, e in report.retry])
             raise RetryableError(f"{len(report.retry)} order(s) hit transient errors; Airflow retries the lane "
                                  f"(finished orders are not redone): {summary}")
         if report.failed:
+            self._say_why(context, "quarantined", report.failed)
             reasons = "\n".join(f"  {n}: {why}" for n, why in report.failed)
             raise AirflowFailException(
                 f"{len(report.failed)} of {len(self.lane['orders'])} order(s) in this lane were quarantined at "
@@ -204,6 +218,11 @@ class LaneOperator(PipelineOperator):
         if not report.done and report.skipped:
             raise AirflowSkipException("; ".join(report.skipped))
         return report.done
+
+    @staticmethod
+    def _say_why(context: Any, kind: str, orders: Sequence[tuple[str, str]]) -> None:
+        """Push why this lane fails (:data:`LANE_OUTCOME_KEY`) for the ``report`` step."""
+        context["ti"].xcom_push(key=LANE_OUTCOME_KEY, value={"kind": kind, "orders": [list(o) for o in orders]})
 
 
 def retry_delays(settings: PipelineSettings) -> dict[str, Any]:

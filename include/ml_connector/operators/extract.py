@@ -14,13 +14,17 @@ _NOTHING_LEFT = frozenset({ShipmentState.WRITTEN_BACK, ShipmentState.IN_TRANSIT,
                            ShipmentState.EXCEPTION, ShipmentState.VOIDED})
 
 
+#: XCom key of the extraction counts: ``{"orders", "new", "unreadable", "already_done", "requeued", "lanes"}``.
+COUNTS_KEY = "counts"
+
+
 class ExtractOrdersOperator(PipelineOperator):
     """Reads orders modified in ``[data_interval_start - overlap, data_interval_end)``, records each in the
     ledger, adds the ledger rows earlier runs left unfinished, and returns the lanes for ``process_order``.
 
     A document that cannot be mapped (no postcode, missing weight...) is recorded as quarantined with the
     reason and still gets a lane, so that its failure is visible in the grid. XCom carries only ledger ids and
-    order numbers.
+    order numbers, plus the run's counts under :data:`COUNTS_KEY` for the ``report`` step.
     """
 
     ui_color = "#e3f1fd"
@@ -60,7 +64,9 @@ class ExtractOrdersOperator(PipelineOperator):
             self.log.info("re-queued %s left in '%s' by an earlier run", row.order_number, row.state.value)
         rows = sorted(seen.values(), key=lambda r: r.order_number) + leftovers
         lanes = make_lanes(rows, self.settings.max_lanes)
+        counts.update(requeued=len(leftovers), lanes=len(lanes))
         self.log.info("%d order(s) read (%d new, %d unreadable, %d already done), %d re-queued -> %d lane(s)",
                       counts["orders"], counts["new"], counts["unreadable"], counts["already_done"],
-                      len(leftovers), len(lanes))
+                      counts["requeued"], counts["lanes"])
+        context["ti"].xcom_push(key=COUNTS_KEY, value=counts)
         return lanes
