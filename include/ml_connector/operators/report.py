@@ -133,7 +133,7 @@ class ReportOperator(PipelineOperator):
                 continue
             if task_id in self.lane_task_ids and index >= 0:
                 why = ti.xcom_pull(task_ids=task_id, key=LANE_OUTCOME_KEY, map_indexes=index)
-                if isinstance(why, dict) and why.get("kind") == "quarantined":
+                if isinstance(why, dict) and why.get("kind") in ("quarantined", "uncertain"):
                     continue  # the orders are in the ledger, and counted below only if this run parked them
                 if isinstance(why, dict) and why.get("orders"):
                     first_number, first_reason = why["orders"][0]

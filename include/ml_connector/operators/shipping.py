@@ -70,18 +70,20 @@ class CreateShipmentOperator(LaneOperator):
         return {"order": outcome.order_number, "tracking_numbers": outcome.tracking_numbers,
                 "reused": outcome.reused}
 
-    def _finish(self, report: LaneReport) -> list[dict[str, Any]]:
+    def _finish(self, report: LaneReport, context: Any) -> list[dict[str, Any]]:
         uncertain = [d for d in report.done if d.get("uncertain")]
         text = "\n".join(f"  {d['order']}: {d['message']}" for d in uncertain)
         summary = (f"{len(uncertain)} order(s) in this lane are label_uncertain (a label may exist; nothing is "
                    f"bought again automatically):\n{text}")
         try:
-            done = super()._finish(report)
+            done = super()._finish(report, context)
         except AirflowFailException as exc:
             if uncertain:
                 raise AirflowFailException(f"{exc}\n{summary}") from None
             raise
         if uncertain:
+            # parked like a quarantine: the report step lists it (and fails the run when it is new)
+            self._say_why(context, "uncertain", [(d["order"], d["message"]) for d in uncertain])
             raise AirflowFailException(summary)
         return done
 
