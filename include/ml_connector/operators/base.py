@@ -28,8 +28,9 @@ from ml_connector.ledger import Ledger, ShipmentRow
 from ml_connector.service import AlreadyQuarantined, NothingToDo, ShipmentService
 from ml_connector.settings import PipelineSettings
 
-#: Transient errors (429, 5xx, timeouts, an ambiguous Ship) retry with Airflow's backoff; data and
-#: configuration errors fail at once: retrying the same bad address cannot help.
+#: Transient errors (429, 5xx, timeouts of idempotent calls) retry with Airflow's backoff; data and
+#: configuration errors fail at once: retrying the same bad address cannot help. A Ship call with an unknown
+#: outcome is not retried at all: the order waits as label_uncertain (see ShipmentService).
 RETRY_POLICY = ExceptionRetryPolicy(rules=[
     RetryRule(exception="ml_connector.errors.RetryableError", action=RetryAction.RETRY,
               reason="transient API error (rate limit, 5xx, timeout): retrying with backoff"),
