@@ -11,7 +11,9 @@ Every task of ``process_order`` takes its lane from ``extract_orders``' output, 
 a direct upstream of each of them. So the group's ``all_done`` tasks can only become ready once
 ``extract_orders`` has finished: if it failed or was skipped, Airflow marks them upstream_failed or skipped
 before expanding anything; if it succeeded, it pushed the lanes before it was marked a success. No run state
-leaves a mapped task to be expanded without its input (tests/dags/test_expansion.py checks it).
+leaves a mapped task to be expanded without its input (tests/dags/test_expansion.py checks it); only rows
+deleted under a running scheduler can (Airflow 3.3.2's backfill creation on SQLite does that: README, "Backfill
+a missed day").
 
 Building a DAG touches no network and no database (it only validates settings), so DAG parsing stays fast.
 """

@@ -85,7 +85,7 @@ def test_quarantines_keep_the_run_green_when_fail_run_on_quarantine_is_off(pipel
 
 
 def test_a_lane_failing_on_configuration_fails_the_run_and_the_fix_turns_it_green(pipeline_env, monkeypatch):
-    end = interval_end(33)
+    end = interval_end(35)
     place_orders(pipeline_env["bc"], end - timedelta(days=5))
     place_orders(pipeline_env["bc"], end - timedelta(minutes=5), numbers=["S-ORD101001", "S-ORD101002"])
     good = json.loads(os.environ["AIRFLOW_CONN_UPS_DEFAULT"])

@@ -106,7 +106,8 @@ class ReportOperator(PipelineOperator):
         if failures:
             reasons.append("the pipeline failed:\n" + "\n".join(f"  - {f}" for f in failures))
         parked = {"quarantined": "fix them in the ERP; the first run after the change picks them up",
-                  "uncertain": "the carrier may hold a label for them: settle them before anything is bought again"}
+                  "uncertain": "the carrier may have made a label for them: see `ml-connector ledger "
+                               f"{self.pipeline_id}`"}
         for kind, advice in parked.items():
             if not summary[kind]:
                 continue
