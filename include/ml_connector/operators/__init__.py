@@ -1,8 +1,9 @@
 """Operators of an ERP -> carrier pipeline: ``extract_orders``, the ``process_order`` lane
-(``validate_address`` -> ``create_shipment`` -> ``writeback``) and ``poll_tracking``."""
+(``validate_address`` -> ``create_shipment`` -> ``writeback``), ``poll_tracking`` and ``report``."""
 
 from ml_connector.operators.base import RETRY_POLICY, LaneOperator, PipelineOperator, make_lanes
 from ml_connector.operators.extract import ExtractOrdersOperator
+from ml_connector.operators.report import ReportOperator
 from ml_connector.operators.shipping import CreateShipmentOperator, ValidateAddressOperator, WritebackOperator
 from ml_connector.operators.tracking import PollTrackingOperator
 
@@ -13,6 +14,7 @@ __all__ = [
     "LaneOperator",
     "PipelineOperator",
     "PollTrackingOperator",
+    "ReportOperator",
     "ValidateAddressOperator",
     "WritebackOperator",
     "make_lanes",
