@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from tests.conftest import ROOT, UPS_ACCOUNT
+from tests.conftest import ROOT, UPS_ACCOUNT, stop_group
 
 from ml_connector_sandbox.credentials import BUSINESS_CENTRAL_CLIENT_ID, SANDBOX_CREDENTIALS, UPS_CLIENT_ID
 
@@ -55,17 +54,6 @@ def run(env: dict, *command: str, timeout: float = 300) -> subprocess.CompletedP
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group we started (by its id), SIGKILL it if it lingers."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 class AirflowApi:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_group
 from tests.dags.conftest import PIPELINE, bc_orders, place_orders
 
 from ml_connector.ledger import Ledger, ShipmentState
@@ -181,12 +180,7 @@ def standalone(request, sandbox, tmp_path):
         yield {"env": env, "api": Api(base, home), "bc": sandbox.url("business_central"), "sandbox": sandbox,
                "ledger": f"sqlite:///{tmp_path / 'ledger.db'}", "log": tmp_path / "standalone.log"}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
         log.close()
 
 
