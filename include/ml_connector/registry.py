@@ -31,6 +31,9 @@ class Vendor:
         :class:`~ml_connector.carriers.protocol.Carrier` class.
     :param connection_form: dotted path of the connection form (``CONNECTION_FORM`` of its ``connection.py``).
     :param settings: dotted path of the pipeline settings model (ERPs only).
+    :param webhook: dotted path of a FastAPI ``APIRouter`` receiving this vendor's inbound webhooks, or None.
+        The webhook plugin (``plugins/``) mounts it under ``/ml-connector/webhooks/<name>``; plugin apps are
+        served without Airflow's authentication, so every route authenticates each call itself.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Vendor:
     implementation: str
     connection_form: str
     settings: str | None = None
+    webhook: str | None = None
 
     def load(self, attribute: str) -> Any:
         """Import what ``attribute`` (``hook``, ``implementation``, ``connection_form``, ``settings``) names."""
