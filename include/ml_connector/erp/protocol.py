@@ -92,6 +92,13 @@ class OrderSource(abc.ABC):
         """Reflect a package's live status (in transit, exception, delivered with time and signature) on the
         ERP document (idempotent; called only when the status changed)."""
 
+    def close(self) -> None:
+        """End what the source opened (an ERP session holding a licensed API-user slot, say): the operators
+        call it when their task ends, success or not. Default: the hook's ``close()``, if it has one."""
+        close = getattr(self.hook, "close", None)
+        if callable(close):
+            close()
+
     def attach_label(self, order: Order, label: Label, filename: str) -> bool:
         """Attach the label file to the ERP document, where the ERP can hold files (idempotent: a replay
         creates no second attachment). Returns ``False`` when this ERP does not take attachments."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import zlib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Self
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -53,8 +55,8 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # Let SQLAlchemy emit BEGIN itself (pysqlite's own transaction handling would defer it).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=60000")
+        _sqlite_locked_retry(cur.execute, "PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -66,6 +68,20 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _is_sqlite_locked(exc: BaseException) -> bool:
+    return "database is locked" in str(exc) and isinstance(exc, (sa.exc.OperationalError, sqlite3.OperationalError))
+
+
+#: SQLite answers "database is locked" at once, without waiting for its busy timeout, in a few documented
+#: moments (switching a new file to WAL, the last connection of a WAL database cleaning up while another
+#: opens it). Such a step is retried briefly; only idempotent steps go through this.
+_sqlite_locked_retry = tenacity.Retrying(
+    retry=tenacity.retry_if_exception(_is_sqlite_locked),
+    wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+    stop=tenacity.stop_after_attempt(20), reraise=True,
+)
 
 
 def get_engine(url: str | sa.URL) -> Engine:
@@ -233,12 +249,15 @@ class LedgerBase:
         key = (os.getpid(), self.url.render_as_string(hide_password=False))
         if key in _SCHEMA_READY:
             return
+        _sqlite_locked_retry(self._ensure_schema)
+        _SCHEMA_READY.add(key)
+
+    def _ensure_schema(self) -> None:
         current, head = self.current_revision(), migrations.head_revision()
         if current is not None and current != head and not migrations.is_known(current):
             log.warning("%s", _newer_message(self.url, current, head))
         elif current != head:
             upgrade_schema(self.engine)
-        _SCHEMA_READY.add(key)
 
     def current_revision(self) -> str | None:
         """The schema revision recorded in the ledger (``None``: no version table yet)."""

@@ -102,6 +102,7 @@ class PipelineOperator(BaseOperator):
         self.pipeline_id = pipeline_id
         self.settings = settings
         self._ledger: Ledger | None = None
+        self._opened: list[Any] = []
 
     @property
     def ledger(self) -> Ledger:
@@ -120,8 +121,20 @@ class PipelineOperator(BaseOperator):
         return carrier_cls.from_settings(self.settings, ledger=self.ledger)
 
     def source(self):
-        """The pipeline's :class:`~ml_connector.erp.protocol.OrderSource` (from the registry)."""
-        return registry.erp(self.settings.erp).load("implementation")(self.settings)
+        """The pipeline's :class:`~ml_connector.erp.protocol.OrderSource` (from the registry). Every source
+        made here is closed by :meth:`close_sources` when the task ends."""
+        source = registry.erp(self.settings.erp).load("implementation")(self.settings)
+        self._opened.append(source)
+        return source
+
+    def close_sources(self) -> None:
+        """Close every source this task opened (ERP sessions end even when the task failed halfway)."""
+        while self._opened:
+            source = self._opened.pop()
+            try:
+                source.close()
+            except Exception as exc:  # a failed logoff must not hide the task's own outcome
+                self.log.warning("closing the %s session failed: %s", self.settings.erp, exc)
 
     def service(self, context: Any, **kwargs: Any) -> ShipmentService:
         """The exactly-once service for this task instance."""
@@ -159,9 +172,12 @@ class LaneOperator(PipelineOperator):
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         context["lane_label"] = self.lane["label"]  # rendered into map_index_template
-        self.before_lane(context)
-        rows = [self.ledger.get(ledger_id) for ledger_id, _number in self.lane["orders"]]
-        report = self._run(rows, context)
+        try:
+            self.before_lane(context)
+            rows = [self.ledger.get(ledger_id) for ledger_id, _number in self.lane["orders"]]
+            report = self._run(rows, context)
+        finally:
+            self.close_sources()
         return self._finish(report, context)
 
     def _run(self, rows: list[ShipmentRow], context: Any) -> LaneReport:

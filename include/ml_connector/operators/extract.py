@@ -37,6 +37,12 @@ class ExtractOrdersOperator(PipelineOperator):
         return start - timedelta(minutes=self.settings.overlap_minutes), end
 
     def execute(self, context: Any) -> list[Lane]:
+        try:
+            return self._extract(context)
+        finally:
+            self.close_sources()
+
+    def _extract(self, context: Any) -> list[Lane]:
         start, end = self.window(context)
         actor = self.actor(context)
         source = self.source()

@@ -33,6 +33,12 @@ class PollTrackingOperator(PipelineOperator):
     ui_color = "#e8f8e3"
 
     def execute(self, context: Any) -> dict[str, int]:
+        try:
+            return self._poll(context)
+        finally:
+            self.close_sources()
+
+    def _poll(self, context: Any) -> dict[str, int]:
         if not self.settings.track:
             raise AirflowSkipException("tracking is off for this pipeline (track: false)")
         rows = self.ledger.tracked(self.pipeline_id)
