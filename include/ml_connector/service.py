@@ -58,6 +58,8 @@ MAX_LOOKUP_INTERVAL_SECONDS = 1800.0
 DECISION_STEP = "decision"
 
 LabelStore = Callable[[Order, Label], str]
+#: reads a label image back from the path :data:`LabelStore` returned (for ERPs that take the file)
+LabelLoad = Callable[[str], bytes]
 
 
 class NothingToDo(Exception):  # noqa: N818 - an outcome, not an error
@@ -111,10 +113,12 @@ class ShipmentService:
     :param lookup_backoff_seconds: the wait before the second lookup; it doubles after each lookup, up to
         :data:`MAX_LOOKUP_INTERVAL_SECONDS`, and the last lookup falls on the end of the window.
     :param clock: epoch seconds (tests move it).
+    :param load_label: reads a stored label image back, so that :meth:`write_back` can attach it to the ERP
+        document (:meth:`OrderSource.attach_label`); ``None`` attaches nothing.
     """
 
     def __init__(self, ledger: Ledger, carrier: Carrier, *, actor: str, claim_ttl_seconds: float = 900,
-                 store_label: LabelStore | None = None,
+                 store_label: LabelStore | None = None, load_label: LabelLoad | None = None,
                  settle_window_seconds: float = DEFAULT_SETTLE_WINDOW_SECONDS,
                  lookup_backoff_seconds: float = DEFAULT_LOOKUP_BACKOFF_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
@@ -123,6 +127,7 @@ class ShipmentService:
         self.actor = actor
         self.claim_ttl_seconds = claim_ttl_seconds
         self.store_label = store_label
+        self.load_label = load_label
         self.settle_window_seconds = settle_window_seconds
         self.lookup_backoff_seconds = lookup_backoff_seconds
         self.clock = clock
@@ -404,10 +409,25 @@ class ShipmentService:
                                    message="write-back is off for this pipeline")
             return row.tracking_numbers
         source.write_tracking(row.order, row.tracking_numbers, row.service_code)
+        self._attach_labels(row, source)
         self.ledger.transition(row.id, ShipmentState.WRITTEN_BACK, step="writeback", actor=self.actor,
                                message=f"{', '.join(row.tracking_numbers)} written to {row.erp} {row.order_number}",
                                error=None, error_step=None)
         return row.tracking_numbers
+
+    def _attach_labels(self, row: ShipmentRow, source: OrderSource) -> None:
+        """Attach each stored label file to the ERP document (idempotent on the ERP's side: same file name)."""
+        if self.load_label is None:
+            return
+        order = row.order
+        for tracking_number, path in self.ledger.package_labels(row.id):
+            if not path:
+                continue  # an adopted label has no stored image
+            filename = re.split(r"[/\\]", path)[-1]
+            image_format = filename.rpartition(".")[2].upper() or "GIF"
+            label = Label(tracking_number=tracking_number, image_format=image_format, image=self.load_label(path))
+            if not source.attach_label(order, label, filename):
+                return  # this ERP (or its settings) takes no attachments
 
 
 class DecisionRefused(PermanentError):

@@ -1,0 +1,328 @@
+"""Acumatica hook: cookie session (login once per task, logout when the task ends), the contract-based REST API
+of the configured endpoint, package tracking numbers and the label file written back on the shipment.
+
+Auth: ``POST /entity/auth/login`` with the API user's name and password (plus the ``tenant`` and ``branch``
+extras), the session cookie kept in the hook's ``requests`` session, ``POST /entity/auth/logout`` in
+:meth:`AcumaticaHook.close`. Every open session holds one of the licence's API-user slots (a trial licence
+has two), so the session is shared by every request and thread of a task, logged in once (under a lock),
+renewed once when an answer says it expired (401), and logged out when the task ends, success or not (the
+operators call :meth:`~ml_connector.erp.protocol.OrderSource.close`). This is
+:class:`~ml_connector.hooks.auth.SessionLogon`, entered at the first request and left by :meth:`close`.
+
+At the first request after login, ``GET /entity`` checks that the configured endpoint name and version exist
+on the instance; otherwise the task fails with a :class:`ConfigurationError` naming the versions the instance
+offers (Acumatica would answer every call with 404).
+
+Connection ``acumatica_default`` (type ``acumatica``): host = the tenant URL (``https://acme.acumatica.com``, a
+path such as ``/AcumaticaERP`` included), login/password = the API user, extras ``endpoint_name`` (default
+``Default``), ``endpoint_version`` (default ``24.200.001``), ``tenant``, ``branch``, ``locale``, ``page_size``
+(``$top`` per page, default 100), and the transport extras of :class:`~ml_connector.hooks.base.ConnectorHook`.
+None of the extras is sent as a header.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from ml_connector import http
+from ml_connector.erp.acumatica.mapping import SHIPMENT_EXPAND, shipments_filter
+from ml_connector.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    RecordError,
+    RetryableApiError,
+    api_error,
+)
+from ml_connector.hooks.auth import SessionLogon
+from ml_connector.hooks.base import CHECK_RETRY, ConnectorHook
+
+DEFAULT_ENDPOINT_NAME = "Default"
+DEFAULT_ENDPOINT_VERSION = "24.200.001"
+DEFAULT_PAGE_SIZE = 100
+#: the text Acumatica's login answer carries when every API-user slot of the licence is taken
+LOGIN_LIMIT_TEXT = "API Login Limit"
+
+
+def parse_error(status: int, body: Any) -> ApiError:
+    """Fold Acumatica's error body (``{"message", "exceptionMessage", "exceptionType"}``, or a
+    ``{"error": ...}`` of the identity server) into a typed error.
+
+    :param status: the HTTP status code.
+    :param body: the decoded JSON body, or the text when it was not JSON.
+    """
+    message, code = None, None
+    if isinstance(body, dict):
+        message = body.get("exceptionMessage") or body.get("message") or body.get("error_description")
+        code = body.get("exceptionType") or (body.get("error") if isinstance(body.get("error"), str) else None)
+    if not message:
+        message = (body if isinstance(body, str) else "")[:300] or f"HTTP {status}"
+    return api_error(str(message)[:500], vendor="acumatica", status=status, code=code)
+
+
+class AcumaticaHook(ConnectorHook):
+    """Talks to Acumatica's contract-based REST API with a cookie session of the API user.
+
+    :param acumatica_conn_id: the Airflow connection id.
+    :param kwargs: :class:`~ml_connector.hooks.base.ConnectorHook` options (``retry``, ``timeout``...).
+    """
+
+    conn_name_attr = "acumatica_conn_id"
+    default_conn_name = "acumatica_default"
+    conn_type = "acumatica"
+    hook_name = "Acumatica"
+    vendor = "acumatica"
+
+    def __init__(self, acumatica_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(acumatica_conn_id, **kwargs)
+        self.acumatica_conn_id = acumatica_conn_id
+        self._lock = threading.RLock()
+        self._open = False  # inside the SessionLogon block
+        self._logged_in = False
+        self._endpoint_checked = False
+        self.logins = 0
+        self.logouts = 0
+
+    # -- connection extras ---------------------------------------------------------------------------
+
+    @property
+    def endpoint_name(self) -> str:
+        """Extra ``endpoint_name`` (default ``Default``)."""
+        return str(self.extra("endpoint_name", DEFAULT_ENDPOINT_NAME)).strip("/ ")
+
+    @property
+    def endpoint_version(self) -> str:
+        """Extra ``endpoint_version`` (default ``24.200.001``)."""
+        return str(self.extra("endpoint_version", DEFAULT_ENDPOINT_VERSION)).strip("/ ")
+
+    @property
+    def entity_url(self) -> str:
+        """``{host}/entity/{endpoint_name}/{endpoint_version}``."""
+        return f"{self.base_url}/entity/{self.endpoint_name}/{self.endpoint_version}"
+
+    @property
+    def page_size(self) -> int:
+        """Extra ``page_size``: ``$top`` of one page of shipments (default 100)."""
+        try:
+            size = int(self.extra("page_size", DEFAULT_PAGE_SIZE))
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"connection '{self.conn_id}': extra 'page_size' must be a whole number") \
+                from None
+        if size < 1:
+            raise ConfigurationError(f"connection '{self.conn_id}': extra 'page_size' must be >= 1")
+        return size
+
+    def login_body(self) -> dict[str, str]:
+        """``{"name", "password", "tenant", "branch", "locale"}`` (only those set; never ``company`` as well
+        as ``tenant``: Acumatica refuses the pair)."""
+        name, password = self.connection.login, self.connection.password
+        if not name or not password:
+            raise ConfigurationError(f"connection '{self.conn_id}' needs the API user's login and password")
+        http.mask(password)
+        body = {"name": name, "password": password}
+        for extra in ("tenant", "branch", "locale"):
+            if self.extra(extra):
+                body[extra] = str(self.extra(extra))
+        return body
+
+    # -- session -------------------------------------------------------------------------------------
+
+    def _login(self) -> bool:
+        """``POST /entity/auth/login`` unless this hook's session is logged in already (threads share it).
+
+        :raises AuthenticationError: wrong user, password or tenant.
+        :raises RetryableApiError: every API-user slot of the licence is taken (``API Login Limit``).
+        """
+        with self._lock:
+            if self._logged_in:
+                return True
+            response = self.send("POST", f"{self.base_url}/entity/auth/login", json=self.login_body(),
+                                 idempotent=True, headers={"Accept": "application/json"})
+            if response.status_code not in (200, 204):
+                body = http.json_or_text(response) if response.content else None
+                error = parse_error(response.status_code, body)
+                if LOGIN_LIMIT_TEXT.lower() in f"{error.message} {body}".lower():
+                    raise RetryableApiError(
+                        f"Acumatica refused the login of connection '{self.conn_id}': every API-user slot of the "
+                        f"licence is taken ({error.message}). Sessions other integrations left open expire after "
+                        "their idle timeout; the task is retried", vendor="acumatica",
+                        status=response.status_code, code="API Login Limit")
+                if response.status_code in (400, 401, 403) or "credential" in error.message.lower():
+                    raise AuthenticationError(
+                        f"Acumatica refused the login of connection '{self.conn_id}' ({error.message}); check the "
+                        "API user's login, password and the 'tenant' extra", vendor="acumatica",
+                        status=response.status_code, code=error.code)
+                raise error
+            self._logged_in = True
+            self.logins += 1
+            return True
+
+    def _logout(self, _handle: Any) -> None:
+        with self._lock:
+            if not self._logged_in:
+                return
+            self._logged_in = False
+            self.logouts += 1
+            response = self.send("POST", f"{self.base_url}/entity/auth/logout", idempotent=True,
+                                 retry=CHECK_RETRY)
+            self.session.cookies.clear()
+            if response.status_code >= 400:
+                raise parse_error(response.status_code, http.json_or_text(response) if response.content else None)
+
+    def _expired(self, response: requests.Response) -> bool:
+        if response.status_code != 401:
+            return False
+        with self._lock:
+            self._logged_in = False  # the next _login logs in again (once, whichever thread comes first)
+        return True
+
+    def build_auth(self) -> SessionLogon:
+        """A :class:`SessionLogon` over the cookie session (the cookie stays in the hook's session)."""
+        return SessionLogon(self.send, logon=self._login, logoff=self._logout, expired=self._expired,
+                            vendor="acumatica")
+
+    def _ensure_open(self) -> None:
+        with self._lock:
+            if not self._open:
+                self.auth.__enter__()
+                self._open = True
+
+    def close(self) -> None:
+        """Log the session out (``POST /entity/auth/logout``) if one is open. Called when the task ends."""
+        with self._lock:
+            if self._open:
+                self._open = False
+                self.auth.__exit__(None, None, None)
+
+    def __enter__(self) -> AcumaticaHook:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- calls ---------------------------------------------------------------------------------------
+
+    def _call(self, method: str, url: str, *, json: Any = None, data: bytes | None = None,
+              params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+              ok: tuple[int, ...] = (200, 201, 204), check_endpoint: bool = True) -> tuple[Any, requests.Response]:
+        self._ensure_open()
+        if check_endpoint:
+            self.check_endpoint()
+        response = self.send_authorized(method, url, json=json, data=data, params=params,
+                                        headers={"Accept": "application/json", **(headers or {})},
+                                        idempotent=method in ("GET", "PUT"))
+        body = http.json_or_text(response) if response.content else None
+        if response.status_code not in ok:
+            error = parse_error(response.status_code, body)
+            if response.status_code == 404 and check_endpoint:
+                raise ConfigurationError(f"Acumatica answered 404 for {http.safe_url(url)}: {error.message}")
+            raise error
+        return body, response
+
+    def endpoints(self) -> dict[str, Any]:
+        """``GET /entity``: the instance's build version and its endpoints ``[{name, version, href}]``."""
+        body, _ = self._call("GET", f"{self.base_url}/entity", check_endpoint=False)
+        return body if isinstance(body, dict) else {}
+
+    def check_endpoint(self) -> None:
+        """Once per hook: fail when the configured endpoint version does not exist on the instance.
+
+        :raises ConfigurationError: the message names the versions the instance offers.
+        """
+        if self._endpoint_checked:
+            return
+        with self._lock:
+            if self._endpoint_checked:
+                return
+            listed = self.endpoints().get("endpoints") or []
+            offered = [(str(e.get("name")), str(e.get("version"))) for e in listed if isinstance(e, dict)]
+            if (self.endpoint_name, self.endpoint_version) not in offered:
+                same = sorted(v for n, v in offered if n == self.endpoint_name)
+                others = sorted({f"{n}/{v}" for n, v in offered})
+                raise ConfigurationError(
+                    f"connection '{self.conn_id}': Acumatica at {self.base_url} has no endpoint "
+                    f"{self.endpoint_name}/{self.endpoint_version}; versions of '{self.endpoint_name}' offered: "
+                    f"{', '.join(same) or 'none'} (all endpoints: {', '.join(others) or 'none'}). Set the "
+                    "'endpoint_version' extra to one of them")
+            self._endpoint_checked = True
+
+    def iter_shipments(self, start: datetime, end: datetime, *, statuses: list[str]) -> Iterator[dict[str, Any]]:
+        """Shipments in ``statuses`` modified in ``[start, end)`` with packages, details, orders and the ship-to
+        address and contact, every page (``$top``/``$skip``).
+
+        :param start: window start (inclusive).
+        :param end: window end (exclusive).
+        """
+        size, skip = self.page_size, 0
+        query = {"$filter": shipments_filter(start, end, statuses=statuses), "$expand": SHIPMENT_EXPAND}
+        while True:
+            body, _ = self._call("GET", f"{self.entity_url}/Shipment",
+                                 params={**query, "$top": size, "$skip": skip})
+            page = body if isinstance(body, list) else []
+            yield from page
+            if len(page) < size:
+                return
+            skip += size
+
+    def get_shipment(self, shipment_nbr: str, *, expand: str | None = "Packages",
+                     custom: str | None = None) -> dict[str, Any]:
+        """One shipment by ``ShipmentNbr``.
+
+        :raises RecordError: there is no such shipment (deleted since it was extracted).
+        """
+        params = {k: v for k, v in (("$expand", expand), ("$custom", custom)) if v}
+        try:
+            body, _ = self._call("GET", f"{self.entity_url}/Shipment/{quote(shipment_nbr, safe='')}",
+                                 params=params or None)
+        except ConfigurationError:
+            raise RecordError("the shipment no longer exists in Acumatica", record=shipment_nbr,
+                              field="ShipmentNbr") from None
+        return body
+
+    def put_shipment(self, body: dict[str, Any], *, expand: str | None = "Packages") -> dict[str, Any]:
+        """``PUT .../Shipment`` (update only: ``If-Match: *``), the answer expanded with ``expand``."""
+        answer, _ = self._call("PUT", f"{self.entity_url}/Shipment", json=body,
+                               params={"$expand": expand} if expand else None, headers={"If-Match": "*"})
+        return answer
+
+    def put_file(self, record: dict[str, Any], filename: str, content: bytes) -> None:
+        """Attach ``content`` to ``record`` as ``filename`` (``PUT`` on the record's ``files:put`` link; the same
+        name replaces the file, so a replay adds no second attachment)."""
+        link = ((record.get("_links") or {}).get("files:put") or "")
+        if not link:
+            raise RecordError("the shipment offers no files:put link (file attachments are off for the API user?)",
+                              record=str(record.get("id")), field="files")
+        link = link.replace("{filename}", quote(filename, safe=""))
+        url = link if "://" in link else f"{self.base_url}/{link.lstrip('/')}"
+        self._call("PUT", url, data=content, headers={"Content-Type": "application/octet-stream"})
+
+    # -- Airflow UI ----------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI "Test" button: log in with the connection's user, check the endpoint version, log out.
+
+        :return: ``(ok, message)``.
+        """
+        saved, self.retry = self.retry, CHECK_RETRY
+        try:
+            self.check_endpoint_now()
+            info = self.endpoints().get("version") or {}
+        except Exception as exc:  # the message is what the person reads in the UI
+            return False, self.check_failure_message(exc, label="Acumatica")
+        finally:
+            self.close()
+            self.retry = saved
+        build = info.get("acumaticaBuildVersion") or "unknown build"
+        return True, (f"Logged in to Acumatica at {self.base_url} ({build}) as {self.connection.login}; endpoint "
+                      f"{self.endpoint_name}/{self.endpoint_version} exists; logged out")
+
+    def check_endpoint_now(self) -> None:
+        """Log in and check the endpoint version (for the connection test)."""
+        self._ensure_open()
+        self.check_endpoint()

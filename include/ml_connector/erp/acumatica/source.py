@@ -1,0 +1,125 @@
+"""Acumatica as an :class:`~ml_connector.erp.protocol.OrderSource`: released shipments in; per package the 1Z,
+the label file and the delivery status back on the shipment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from ml_connector.erp.acumatica import mapping as acu
+from ml_connector.erp.protocol import ExtractFailure, OrderSource
+from ml_connector.errors import ConfigurationError, RecordError
+from ml_connector.models import Address, Label, Order, TrackingResult
+from ml_connector.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
+
+STATUS_VALUES = ("status", "last_event", "delivered_at", "received_by")
+
+
+class AcumaticaSettings(PipelineSettings):
+    """Pipeline settings of an Acumatica pipeline (every one has a documented default; see README).
+
+    :param ready_statuses: shipment ``Status`` values that are ready for a label. Default ``["Open"]`` (a shipment
+        that was created and released for picking/packing); add ``"Confirmed"`` to label confirmed shipments too.
+    :param skip_on_hold: leave shipments with ``Hold`` set alone (default on).
+    :param dimension_unit: unit of the package rows' Length/Width/Height (company-level in Acumatica).
+    :param attach_label: attach each label file to the shipment (``files:put``), default on.
+    :param write_freight_cost: put the label's negotiated charge into ``FreightCost`` (default off). Needs the
+        charge at write-back time: not implemented yet, the setting is refused when on.
+    :param status_note: keep one ml-connector status line per package (status, last scan, delivery time,
+        signature) in the shipment's note, replacing only that line (default on).
+    :param status_custom_fields: ``status``/``last_event``/``delivered_at``/``received_by`` -> ``View.Field`` of
+        a custom field on the shipment (``Document.UsrUPSStatus``), written only on change.
+    """
+
+    erp: Literal["acumatica"] = "acumatica"
+    ready_statuses: list[str] = Field(default_factory=lambda: ["Open"], min_length=1)
+    skip_on_hold: bool = True
+    dimension_unit: Literal["IN", "CM"] = "IN"
+    attach_label: bool = True
+    write_freight_cost: bool = False
+    status_note: bool = True
+    status_custom_fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("status_custom_fields")
+    @classmethod
+    def _known_values(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, target in value.items():
+            if name not in STATUS_VALUES:
+                raise ValueError(f"{name!r} is not one of {', '.join(STATUS_VALUES)}")
+            view, dot, field = target.partition(".")
+            if not (view and dot and field):
+                raise ValueError(f"{target!r} must be View.Field, e.g. Document.UsrUPSStatus")
+        return value
+
+    @field_validator("write_freight_cost")
+    @classmethod
+    def _freight_not_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("write_freight_cost is not implemented yet (the write-back step does not receive the "
+                             "label's charge); leave it off")
+        return value
+
+
+class AcumaticaSource(OrderSource):
+    """Acumatica's contract-based REST API through :class:`~ml_connector.erp.acumatica.hook.AcumaticaHook`."""
+
+    erp = "acumatica"
+    settings: AcumaticaSettings
+
+    @classmethod
+    def make_hook(cls, settings: PipelineSettings) -> Any:
+        from ml_connector.erp.acumatica.hook import AcumaticaHook
+
+        return AcumaticaHook(settings.erp_connection_id)
+
+    def extract(self, start: datetime, end: datetime) -> Iterator[Order | ExtractFailure]:
+        s = self.settings
+        for doc in self.hook.iter_shipments(start, end, statuses=list(s.ready_statuses)):
+            number = acu.shipment_number(doc)
+            why = acu.ready_to_ship(doc, statuses=s.ready_statuses, skip_on_hold=s.skip_on_hold)
+            if why:
+                log.info("shipment %s skipped: %s", number, why)
+                continue
+            try:
+                yield acu.order_from_shipment(
+                    doc, default_weight_per_unit=s.default_weight_per_unit, item_weights=s.item_weights,
+                    weight_unit=s.weight_unit, dimension_unit=s.dimension_unit)
+            except RecordError as exc:
+                yield ExtractFailure(erp=self.erp, erp_id=str(doc.get("id") or number), number=number,
+                                     modified_at=acu.parse_datetime(doc.get("LastModifiedDateTime")), error=exc)
+
+    def ship_from(self) -> Address:
+        if self.settings.ship_from is None:
+            raise ConfigurationError(
+                "Acumatica pipelines need a ship_from address in the pipeline settings (the warehouse the "
+                "packages leave from); set ship_from in include/pipelines.yaml")
+        return self.settings.ship_from
+
+    def write_tracking(self, order: Order, tracking_numbers: list[str], service_code: str | None) -> None:
+        doc = self.hook.get_shipment(order.number, expand="Packages")
+        body = acu.tracking_put(doc, tracking_numbers)
+        if body is None:
+            log.info("shipment %s already holds %s", order.number, ", ".join(tracking_numbers))
+            return
+        self.hook.put_shipment(body, expand="Packages")
+
+    def write_status(self, order: Order, tracking: TrackingResult) -> None:
+        custom = self.settings.status_custom_fields
+        doc = self.hook.get_shipment(order.number, expand=None, custom=acu.custom_select(custom.values()))
+        body = acu.status_put(doc, tracking, write_note=self.settings.status_note, custom_fields=custom)
+        if body is not None:
+            self.hook.put_shipment(body, expand=None)
+
+    def attach_label(self, order: Order, label: Label, filename: str) -> bool:
+        if not self.settings.attach_label:
+            return False
+        doc = self.hook.get_shipment(order.number, expand=None)
+        self.hook.put_file(doc, filename, label.image)
+        return True
+
