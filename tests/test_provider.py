@@ -24,6 +24,7 @@ PACKAGE = "ml-connector"
 OUR_HOOKS = {
     "ups": "ml_connector.carriers.ups.hook.UpsHook",
     "business_central": "ml_connector.erp.business_central.hook.BusinessCentralHook",
+    "acumatica": "ml_connector.erp.acumatica.hook.AcumaticaHook",
 }
 
 

@@ -246,6 +246,11 @@ def router(state: AcumaticaState) -> APIRouter:
                     raise VendorError(412, {"message": "The entity to update was not found."})
                 raise VendorError(500, {"message": "An error has occurred.",
                                         "exceptionMessage": "Inserting shipments is not supported by the sandbox"})
+            if state.take_one("fail_shipment_puts"):
+                raise VendorError(500, {"message": "An error has occurred.",
+                                        "exceptionMessage": "Another process has updated the 'SOShipment' record. "
+                                                            "Your changes will be lost.",
+                                        "exceptionType": "PX.Data.PXLockViolationException"})
             errors = _apply(state, shipment, body)
             if errors:
                 state.record_validation_error("PUT Shipment", errors)

@@ -22,7 +22,8 @@ FILES_PATH = "files/PX.Objects.SO.SOShipmentEntry/Document/{id}/{filename}"
 class AcumaticaState(SandboxState):
     """Knobs: ``max_sessions`` (API-user slots of the licence; a trial has 2), ``session_idle_seconds``
     (idle expiry), ``expire_sessions`` (set true: every open session expires now, as after an app pool
-    recycle). Counters: ``logins``, ``logouts``, ``logins_refused``, ``shipment_puts``, ``files_uploaded``,
+    recycle), ``fail_shipment_puts`` (the next N shipment updates fail with Acumatica's 500 "Another process has
+    updated the record"). Counters: ``logins``, ``logouts``, ``logins_refused``, ``shipment_puts``, ``files_uploaded``,
     ``files_replaced``, ``packages_inserted``, ``not_logged_in``."""
 
     KNOB_DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -30,6 +31,7 @@ class AcumaticaState(SandboxState):
         "max_sessions": 2,
         "session_idle_seconds": 1200,
         "expire_sessions": False,
+        "fail_shipment_puts": 0,  # the next N PUT .../Shipment fail as when another user saved the record first
     }
     COUNTER_DEFAULTS: ClassVar[dict[str, Any]] = {
         **SandboxState.COUNTER_DEFAULTS,

@@ -11,8 +11,8 @@ import requests
 from ml_connector_sandbox.credentials import ACUMATICA_PASSWORD, ACUMATICA_TENANT, ACUMATICA_USERNAME
 
 
-@pytest.fixture(scope="session")
-def acumatica_server():
+@pytest.fixture(scope="session", name="acumatica_server")
+def acumatica_server_fixture():
     """UPS and Acumatica sandboxes in one ``python -m ml_connector_sandbox`` process."""
     from ml_connector_sandbox.testing import SandboxServer
 
@@ -20,8 +20,8 @@ def acumatica_server():
         yield server
 
 
-@pytest.fixture
-def acumatica(acumatica_server, monkeypatch):
+@pytest.fixture(name="acumatica")
+def acumatica_fixture(acumatica_server, monkeypatch):
     """The sandbox with fresh Acumatica state, and ``acumatica_default`` pointing at it. After the test, no
     session may be left open: every session the code opened was logged out."""
     acumatica_server.reset("acumatica")

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from tests.erp.acumatica.fixtures import (  # noqa: F401 - fixtures
-    acumatica,
     acumatica_connection,
-    acumatica_server,
+    acumatica_fixture,
+    acumatica_server_fixture,
     open_sessions,
     shipments,
 )
