@@ -201,3 +201,18 @@ def test_unknown_endpoint_version_fails_extract_names_the_versions_and_quarantin
     assert rows(env) == {}  # nothing quarantined, nothing recorded
     assert sandbox.counters("ups")["labels_created"] == 0
     assert sandbox.counters("acumatica")["logins"] == sandbox.counters("acumatica")["logouts"] == 1
+
+
+def test_a_pushed_shipment_is_picked_up_by_the_next_run_whatever_its_modification_time(env):
+    sandbox, ledger = env["sandbox"], env["ledger"]
+    end = interval_end(7)
+    touch(sandbox, end - timedelta(days=5))  # nothing in the run's window
+    # what the push-notification router stores (tests/erp/acumatica/test_webhook.py covers the HTTP side)
+    ledger.inbox_put("acumatica", {"Id": "push-1", "Query": "MLShipmentsReady",
+                                   "Inserted": [{"ShipmentNbr": "000102"}, {"ShipmentNbr": "000110"}]},
+                     dedupe_key="acumatica:push-1")
+    run_interval(load_dag(PIPELINE), end)
+    assert set(rows(env)) == {"000102"}  # 000110 is on hold: not ready, not recorded
+    assert rows(env)["000102"].state is ShipmentState.WRITTEN_BACK
+    assert ledger.inbox_pending("acumatica") == []
+    assert sandbox.counters("ups")["labels_created"] == 1

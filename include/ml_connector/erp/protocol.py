@@ -99,6 +99,15 @@ class OrderSource(abc.ABC):
         if callable(close):
             close()
 
+    #: the webhook inbox source whose deliveries name documents to read now (:meth:`pushed`); None: no pushes
+    push_source: str | None = None
+
+    def pushed(self, payloads: list[dict[str, Any]]) -> Iterator[Order | ExtractFailure]:
+        """The released documents that inbound push notifications (webhook inbox bodies of :attr:`push_source`)
+        name, read now whatever their modification time, so they do not wait for a schedule window. Default:
+        none."""
+        return iter(())
+
     def attach_label(self, order: Order, label: Label, filename: str) -> bool:
         """Attach the label file to the ERP document, where the ERP can hold files (idempotent: a replay
         creates no second attachment). Returns ``False`` when this ERP does not take attachments."""

@@ -19,5 +19,10 @@ CONNECTION_FORM = {
         "tenant": field("Tenant", "Tenant (company) login name; leave empty on a single-tenant instance."),
         "branch": field("Branch", "Branch to sign in to (optional)."),
         "page_size": field("Page size", "Shipments per page ($top).", default="100"),
+        "push_header_name": field("Push notification header name", "Header Name set on the Acumatica push "
+                                  "notification (SM302000).", default="X-ML-Connector-Token"),
+        "push_header_value": field("Push notification header value", "Header Value set on the push "
+                                   "notification: the shared secret the webhook compares in constant time. "
+                                   "Empty: push notifications are refused.", secret=True),
     },
 }

@@ -106,6 +106,19 @@ def shipments_filter(start: datetime, end: datetime, *, statuses: Sequence[str])
 # ---------------------------------------------------------------------------------------- extraction
 
 
+def shipment_numbers(payload: dict[str, Any], key_field: str = "ShipmentNbr") -> list[str]:
+    """The shipment numbers a push notification names (its ``Inserted`` rows' ``key_field``; updates arrive as
+    a Deleted + Inserted pair, deletions alone name nothing to ship)."""
+    numbers = []
+    for row in payload.get("Inserted") or []:
+        if isinstance(row, dict):
+            raw = row.get(key_field)
+            raw = raw.get("value") if isinstance(raw, dict) else raw
+            if raw not in (None, "") and str(raw).strip() not in numbers:
+                numbers.append(str(raw).strip())
+    return numbers
+
+
 def ready_to_ship(doc: Mapping[str, Any], *, statuses: Sequence[str], skip_on_hold: bool = True) -> str | None:
     """Why a shipment is not (yet) for a label, or None when it is: its ``Status`` is one of ``statuses``,
     it is not on ``Hold`` (when ``skip_on_hold``), and not every package row has a tracking number already

@@ -4,7 +4,7 @@ the label file and the delivery status back on the shipment."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Literal
 
@@ -35,6 +35,8 @@ class AcumaticaSettings(PipelineSettings):
         signature) in the shipment's note, replacing only that line (default on).
     :param status_custom_fields: ``status``/``last_event``/``delivered_at``/``received_by`` -> ``View.Field`` of
         a custom field on the shipment (``Document.UsrUPSStatus``), written only on change.
+    :param push_key_field: the column of the push notification's Generic Inquiry that holds the shipment
+        number (default ``ShipmentNbr``).
     """
 
     erp: Literal["acumatica"] = "acumatica"
@@ -45,6 +47,7 @@ class AcumaticaSettings(PipelineSettings):
     write_freight_cost: bool = False
     status_note: bool = True
     status_custom_fields: dict[str, str] = Field(default_factory=dict)
+    push_key_field: str = "ShipmentNbr"
 
     @field_validator("status_custom_fields")
     @classmethod
@@ -70,6 +73,7 @@ class AcumaticaSource(OrderSource):
     """Acumatica's contract-based REST API through :class:`~ml_connector.erp.acumatica.hook.AcumaticaHook`."""
 
     erp = "acumatica"
+    push_source = "acumatica"  # the webhook inbox source of Acumatica push notifications (webhook.py)
     settings: AcumaticaSettings
 
     @classmethod
@@ -79,8 +83,11 @@ class AcumaticaSource(OrderSource):
         return AcumaticaHook(settings.erp_connection_id)
 
     def extract(self, start: datetime, end: datetime) -> Iterator[Order | ExtractFailure]:
+        yield from self._map(self.hook.iter_shipments(start, end, statuses=list(self.settings.ready_statuses)))
+
+    def _map(self, docs: Iterable[dict[str, Any]]) -> Iterator[Order | ExtractFailure]:
         s = self.settings
-        for doc in self.hook.iter_shipments(start, end, statuses=list(s.ready_statuses)):
+        for doc in docs:
             number = acu.shipment_number(doc)
             why = acu.ready_to_ship(doc, statuses=s.ready_statuses, skip_on_hold=s.skip_on_hold)
             if why:
@@ -93,6 +100,16 @@ class AcumaticaSource(OrderSource):
             except RecordError as exc:
                 yield ExtractFailure(erp=self.erp, erp_id=str(doc.get("id") or number), number=number,
                                      modified_at=acu.parse_datetime(doc.get("LastModifiedDateTime")), error=exc)
+
+    def pushed(self, payloads: list[dict[str, Any]]) -> Iterator[Order | ExtractFailure]:
+        numbers = list(dict.fromkeys(n for p in payloads for n in acu.shipment_numbers(p, self.settings.push_key_field)))
+        for number in numbers:
+            try:
+                doc = self.hook.get_shipment(number, expand=acu.SHIPMENT_EXPAND)
+            except RecordError as exc:
+                log.warning("pushed shipment %s: %s", number, exc)
+                continue
+            yield from self._map([doc])
 
     def ship_from(self) -> Address:
         if self.settings.ship_from is None:
