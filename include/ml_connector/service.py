@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ml_connector.carriers.protocol import Carrier, LabelPlan
@@ -45,7 +46,7 @@ from ml_connector.errors import (
     RetryableError,
 )
 from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
-from ml_connector.models import Address, AddressStatus, Label, Order, ShipmentResult
+from ml_connector.models import Address, AddressStatus, Label, Money, Order, ShipmentResult
 
 #: Default settle window: how long an uncertain purchase is looked up by reference before a person is asked.
 #: Far above the minutes a carrier's reference index can lag behind a purchase.
@@ -410,6 +411,9 @@ class ShipmentService:
             return row.tracking_numbers
         source.write_tracking(row.order, row.tracking_numbers, row.service_code)
         self._attach_labels(row, source)
+        charges = _money(row.charges)
+        if charges is not None:
+            source.write_charges(row.order, charges)
         self.ledger.transition(row.id, ShipmentState.WRITTEN_BACK, step="writeback", actor=self.actor,
                                message=f"{', '.join(row.tracking_numbers)} written to {row.erp} {row.order_number}",
                                error=None, error_step=None)
@@ -428,6 +432,15 @@ class ShipmentService:
             label = Label(tracking_number=tracking_number, image_format=image_format, image=self.load_label(path))
             if not source.attach_label(order, label, filename):
                 return  # this ERP (or its settings) takes no attachments
+
+
+def _money(text: str | None) -> Money | None:
+    """The ledger's ``charges`` column (``"12.34 USD"``) as Money; None when empty or unreadable."""
+    amount, _, currency = (text or "").partition(" ")
+    try:
+        return Money(amount=Decimal(amount), currency=currency.strip()) if amount and currency.strip() else None
+    except (InvalidOperation, ValueError):
+        return None
 
 
 class DecisionRefused(PermanentError):

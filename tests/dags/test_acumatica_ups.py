@@ -47,7 +47,7 @@ def env(acumatica, airflow_db, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(
         {"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}))
     settings = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
-    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1,
+    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1, write_freight_cost=True,
                               label_folder=f"file://{tmp_path / 'labels'}")
     path = tmp_path / "pipelines.yaml"
     path.write_text(yaml.safe_dump(settings))
@@ -86,6 +86,8 @@ def test_run_labels_each_package_once_writes_1z_and_label_back_and_quarantines_b
         assert sorted(files) == sorted(f"{number}_{t}.gif" for t in row.tracking_numbers)
         assert all(base64.b64decode(content) for content in files.values())
     assert erp["000103"]["Packages"][0]["TrackingNbr"] != erp["000103"]["Packages"][1]["TrackingNbr"]
+    # write_freight_cost (on in this test's settings): the label's charge lands in FreightCost
+    assert all(erp[n]["FreightCost"] == float(ledger_rows[n].charges.split()[0]) for n in GOOD)
     for number, reason in BROKEN.items():
         assert ledger_rows[number].state is ShipmentState.QUARANTINED, number
         assert reason in ledger_rows[number].error, (number, ledger_rows[number].error)

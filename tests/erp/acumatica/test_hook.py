@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from tests.erp.acumatica.fixtures import (  # noqa: F401 - fixtures
@@ -18,7 +21,7 @@ from ml_connector.erp.acumatica.hook import AcumaticaHook
 from ml_connector.erp.acumatica.source import AcumaticaSettings, AcumaticaSource
 from ml_connector.erp.protocol import ExtractFailure
 from ml_connector.errors import AuthenticationError, ConfigurationError, RetryableError
-from ml_connector.models import Label, TrackingEvent, TrackingResult, TrackingStatus
+from ml_connector.models import Label, Money, TrackingEvent, TrackingResult, TrackingStatus
 
 SHIP_FROM = {"name": "Warehouse", "lines": ["1 Main St"], "city": "Atlanta", "state": "GA", "postal_code": "30309",
              "country": "US"}
@@ -81,7 +84,9 @@ def test_wrong_password_is_an_authentication_error(acumatica, monkeypatch):
     assert not ok and "Invalid credentials" in message
 
 
-def test_third_concurrent_session_is_refused_with_a_retryable_error(acumatica):
+def test_third_concurrent_session_is_refused_with_a_retryable_error(acumatica, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_ACUMATICA_DEFAULT",
+                       acumatica_connection(acumatica.url("acumatica"), login_limit_wait_seconds="0"))
     first, second, third = AcumaticaHook(), AcumaticaHook(), AcumaticaHook()
     try:
         first.endpoints()
@@ -93,6 +98,29 @@ def test_third_concurrent_session_is_refused_with_a_retryable_error(acumatica):
         for hook in (first, second, third):
             hook.close()
     assert open_sessions(acumatica) == 0
+
+
+def test_a_login_refused_for_the_licence_limit_waits_for_a_slot_to_free(acumatica):
+    first, second, third = AcumaticaHook(), AcumaticaHook(), AcumaticaHook()
+    try:
+        first.endpoints()
+        second.endpoints()
+        refused = threading.Event()
+
+        def free_a_slot_once_refused():
+            while acumatica.counters("acumatica")["logins_refused"] == 0:
+                time.sleep(0.02)
+            refused.set()
+            first.close()
+
+        helper = threading.Thread(target=free_a_slot_once_refused)
+        helper.start()
+        third.endpoints()  # refused at first, then logged in once the first hook logged out
+        helper.join()
+        assert refused.is_set() and third.logins == 1
+    finally:
+        for hook in (first, second, third):
+            hook.close()
 
 
 def test_connection_test_logs_in_checks_the_version_and_logs_out(acumatica):
@@ -174,3 +202,15 @@ def test_status_goes_to_the_note_and_custom_fields_only_on_change(acumatica):
     assert stored["custom"]["Document"] == {"UsrUPSDeliveredAt": "2026-11-28T15:04:00+00:00",
                                             "UsrUPSSignedBy": "J SMITH"}
     assert acumatica.validation_errors("acumatica") == []
+
+
+def test_freight_cost_is_written_once_when_the_setting_is_on(acumatica):
+    order = None
+    for write in (False, True):
+        source = AcumaticaSource(settings(write_freight_cost=write))
+        order = order or next(o for o in source.extract(*window()) if o.number == "000101")
+        source.write_charges(order, Money(amount=Decimal("14.37"), currency="USD"))
+        source.write_charges(order, Money(amount=Decimal("14.37"), currency="USD"))  # a replay
+        source.close()
+    assert shipments(acumatica)["000101"]["FreightCost"] == 14.37
+    assert acumatica.counters("acumatica")["shipment_puts"] == 1

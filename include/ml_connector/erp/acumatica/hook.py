@@ -16,13 +16,16 @@ offers (Acumatica would answer every call with 404).
 Connection ``acumatica_default`` (type ``acumatica``): host = the tenant URL (``https://acme.acumatica.com``, a
 path such as ``/AcumaticaERP`` included), login/password = the API user, extras ``endpoint_name`` (default
 ``Default``), ``endpoint_version`` (default ``24.200.001``), ``tenant``, ``branch``, ``locale``, ``page_size``
-(``$top`` per page, default 100), and the transport extras of :class:`~ml_connector.hooks.base.ConnectorHook`.
-None of the extras is sent as a header.
+(``$top`` per page, default 100), ``login_limit_wait_seconds`` (default 30), ``push_header_name`` /
+``push_header_value`` (push notifications, :mod:`ml_connector.erp.acumatica.webhook`), and the transport
+extras of :class:`~ml_connector.hooks.base.ConnectorHook`. None of the extras is sent as a header.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -118,6 +121,17 @@ class AcumaticaHook(ConnectorHook):
             raise ConfigurationError(f"connection '{self.conn_id}': extra 'page_size' must be >= 1")
         return size
 
+    @property
+    def login_limit_wait(self) -> float:
+        """Extra ``login_limit_wait_seconds`` (default 30): how long a login refused because every API-user slot
+        is taken ("API Login Limit") is retried in-process, with backoff, before the task gives up (and Airflow
+        retries it). The pipeline's other tasks hold their sessions for seconds only."""
+        try:
+            return max(0.0, float(self.extra("login_limit_wait_seconds", 30)))
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"connection '{self.conn_id}': extra 'login_limit_wait_seconds' must be "
+                                     "seconds") from None
+
     def login_body(self) -> dict[str, str]:
         """``{"name", "password", "tenant", "branch", "locale"}`` (only those set; never ``company`` as well
         as ``tenant``: Acumatica refuses the pair)."""
@@ -142,8 +156,18 @@ class AcumaticaHook(ConnectorHook):
         with self._lock:
             if self._logged_in:
                 return True
-            response = self.send("POST", f"{self.base_url}/entity/auth/login", json=self.login_body(),
-                                 idempotent=True, headers={"Accept": "application/json"})
+            deadline = time.monotonic() + self.login_limit_wait
+            pause = 0.25
+            while True:
+                response = self.send("POST", f"{self.base_url}/entity/auth/login", json=self.login_body(),
+                                     idempotent=True, headers={"Accept": "application/json"})
+                if response.status_code in (200, 204) or LOGIN_LIMIT_TEXT.lower() not in response.text.lower() \
+                        or time.monotonic() + pause > deadline:
+                    break
+                # every slot is taken, most likely by this pipeline's other tasks for a moment: wait for one
+                self.log.info("Acumatica: every API-user slot is taken; waiting %.1f s for one to free", pause)
+                time.sleep(pause * (0.5 + random.random() / 2))
+                pause = min(pause * 2, 5.0)
             if response.status_code not in (200, 204):
                 body = http.json_or_text(response) if response.content else None
                 error = parse_error(response.status_code, body)

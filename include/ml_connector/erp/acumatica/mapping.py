@@ -313,8 +313,7 @@ def _decimal(raw: Any, *, record: str, field: str) -> Decimal | None:
 # -------------------------------------------------------------------------------------------- write-back
 
 
-def tracking_put(doc: Mapping[str, Any], tracking_numbers: Sequence[str], *,
-                 freight_cost: Decimal | None = None) -> dict[str, Any] | None:
+def tracking_put(doc: Mapping[str, Any], tracking_numbers: Sequence[str]) -> dict[str, Any] | None:
     """The ``PUT .../Shipment?$expand=Packages`` body that sets ``TrackingNbr`` on each package row (matched
     by its ``id``: a row sent without ``id`` would be inserted as a new package), or None when the shipment
     already holds these values (a replay sends nothing).
@@ -322,7 +321,6 @@ def tracking_put(doc: Mapping[str, Any], tracking_numbers: Sequence[str], *,
     :param doc: the shipment as read now (with ``Packages``); its package rows, in order, get the numbers in
         order (one label per package).
     :param tracking_numbers: one per package, in the order the packages were extracted.
-    :param freight_cost: written to ``FreightCost`` when given.
     :raises RecordError: the shipment's package rows no longer match the labels bought (rows added or
         removed since), or a tracking number does not fit.
     """
@@ -348,15 +346,17 @@ def tracking_put(doc: Mapping[str, Any], tracking_numbers: Sequence[str], *,
                               field="Packages/id")
         if text(row.get("TrackingNbr")) != tracking:
             changes.append({"id": row["id"], "TrackingNbr": wrap(tracking)})
-    body: dict[str, Any] = {}
-    if changes:
-        body["Packages"] = changes
-    if freight_cost is not None and _decimal(value(doc.get("FreightCost")), record=number,
-                                             field="FreightCost") != freight_cost:
-        body["FreightCost"] = wrap(float(freight_cost))
-    if not body:
+    if not changes:
         return None
-    return {"id": doc.get("id"), "ShipmentNbr": wrap(number), **body}
+    return {"id": doc.get("id"), "ShipmentNbr": wrap(number), "Packages": changes}
+
+
+def freight_put(doc: Mapping[str, Any], amount: Decimal) -> dict[str, Any] | None:
+    """The ``PUT .../Shipment`` body that sets ``FreightCost`` to ``amount``, or None when it holds it already."""
+    number = shipment_number(doc)
+    if _decimal(value(doc.get("FreightCost")), record=number, field="FreightCost") == amount:
+        return None
+    return {"id": doc.get("id"), "ShipmentNbr": wrap(number), "FreightCost": wrap(float(amount))}
 
 
 def status_line(tracking: TrackingResult) -> str:

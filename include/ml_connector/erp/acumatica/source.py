@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from ml_connector.erp.acumatica import mapping as acu
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
 from ml_connector.errors import ConfigurationError, RecordError
-from ml_connector.models import Address, Label, Order, TrackingResult
+from ml_connector.models import Address, Label, Money, Order, TrackingResult
 from ml_connector.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ class AcumaticaSettings(PipelineSettings):
     :param skip_on_hold: leave shipments with ``Hold`` set alone (default on).
     :param dimension_unit: unit of the package rows' Length/Width/Height (company-level in Acumatica).
     :param attach_label: attach each label file to the shipment (``files:put``), default on.
-    :param write_freight_cost: put the label's negotiated charge into ``FreightCost`` (default off). Needs the
-        charge at write-back time: not implemented yet, the setting is refused when on.
+    :param write_freight_cost: put the label's charge (the negotiated one when UPS returned it) into the
+        shipment's ``FreightCost`` (default off; the shipment's freight currency is not checked).
     :param status_note: keep one ml-connector status line per package (status, last scan, delivery time,
         signature) in the shipment's note, replacing only that line (default on).
     :param status_custom_fields: ``status``/``last_event``/``delivered_at``/``received_by`` -> ``View.Field`` of
@@ -58,14 +58,6 @@ class AcumaticaSettings(PipelineSettings):
             view, dot, field = target.partition(".")
             if not (view and dot and field):
                 raise ValueError(f"{target!r} must be View.Field, e.g. Document.UsrUPSStatus")
-        return value
-
-    @field_validator("write_freight_cost")
-    @classmethod
-    def _freight_not_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("write_freight_cost is not implemented yet (the write-back step does not receive the "
-                             "label's charge); leave it off")
         return value
 
 
@@ -125,6 +117,13 @@ class AcumaticaSource(OrderSource):
             log.info("shipment %s already holds %s", order.number, ", ".join(tracking_numbers))
             return
         self.hook.put_shipment(body, expand="Packages")
+
+    def write_charges(self, order: Order, charges: Money) -> None:
+        if not self.settings.write_freight_cost:
+            return
+        body = acu.freight_put(self.hook.get_shipment(order.number, expand=None), charges.amount)
+        if body is not None:
+            self.hook.put_shipment(body, expand=None)
 
     def write_status(self, order: Order, tracking: TrackingResult) -> None:
         custom = self.settings.status_custom_fields
