@@ -92,6 +92,7 @@ def shipments_filter(start: datetime, end: datetime, *, statuses: Sequence[str])
 
     :raises ValueError: a naive datetime, ``start`` not before ``end``, or no status.
     """
+    low, high = format_datetimeoffset(start), format_datetimeoffset(end)  # refuses naive datetimes first
     if start >= end:
         raise ValueError(f"empty interval: start {start.isoformat()} is not before end {end.isoformat()}")
     if not statuses:
@@ -99,8 +100,8 @@ def shipments_filter(start: datetime, end: datetime, *, statuses: Sequence[str])
     status = " or ".join(f"Status eq '{s}'" for s in statuses)
     if len(statuses) > 1:
         status = f"({status})"
-    return (f"{status} and LastModifiedDateTime ge datetimeoffset'{format_datetimeoffset(start)}' "
-            f"and LastModifiedDateTime lt datetimeoffset'{format_datetimeoffset(end)}'")
+    return (f"{status} and LastModifiedDateTime ge datetimeoffset'{low}' "
+            f"and LastModifiedDateTime lt datetimeoffset'{high}'")
 
 
 # ---------------------------------------------------------------------------------------- extraction
