@@ -218,3 +218,25 @@ def test_a_pushed_shipment_is_picked_up_by_the_next_run_whatever_its_modificatio
     assert rows(env)["000102"].state is ShipmentState.WRITTEN_BACK
     assert ledger.inbox_pending("acumatica") == []
     assert sandbox.counters("ups")["labels_created"] == 1
+
+
+def test_delivery_status_and_signature_come_back_into_the_shipment_note_once(env):
+    from ml_connector_sandbox.ups.tracking import RECEIVED_BY
+
+    sandbox = env["sandbox"]
+    end = interval_end(8)
+    touch(sandbox, end - timedelta(days=5))
+    touch(sandbox, end - timedelta(minutes=5), numbers=["000102"])
+    dag = load_dag(PIPELINE)
+    run_interval(dag, end)
+    tracking = rows(env)["000102"].tracking_numbers[0]
+    sandbox.advance_ups_package(tracking, "delivered")
+    run_interval(dag, end + timedelta(minutes=15))  # the next run polls the package
+    row = rows(env)["000102"]
+    assert row.state is ShipmentState.DELIVERED and row.delivered_at
+    note = shipments(sandbox)["000102"]["note"]
+    assert note.startswith(f"[ml-connector UPS] {tracking}: delivered") and f"signed by {RECEIVED_BY}" in note
+    puts = sandbox.counters("acumatica")["shipment_puts"]
+    run_interval(dag, end + timedelta(minutes=30))  # nothing changed: nothing written
+    assert sandbox.counters("acumatica")["shipment_puts"] == puts
+    assert shipments(sandbox)["000102"]["note"] == note
