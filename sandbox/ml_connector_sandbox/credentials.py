@@ -28,6 +28,9 @@ BUSINESS_CENTRAL_CLIENT_SECRET = "sandbox-entra-client-secret"
 ACUMATICA_USERNAME = "sandbox-api-user"
 ACUMATICA_PASSWORD = "sandbox-api-password"
 ACUMATICA_TENANT = "RevisionTwo"
+#: an OAuth client (Connected Applications) of the Acumatica sandbox: ``POST /identity/connect/token``
+ACUMATICA_OAUTH_CLIENT_ID = "sandbox-oauth-client@RevisionTwo"
+ACUMATICA_OAUTH_CLIENT_SECRET = "sandbox-oauth-secret"
 
 #: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
 SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {

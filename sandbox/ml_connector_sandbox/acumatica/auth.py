@@ -3,7 +3,9 @@
 Login takes ``{"name", "password", "tenant", "branch", "locale"}`` (JSON). Wrong name, password or tenant: 401
 "Invalid credentials". ``company`` and ``tenant`` together: 500 (Acumatica refuses the pair). Every slot of the
 licence taken (knob ``max_sessions``, 2 as on a trial licence): 500 whose text carries "API Login Limit".
-Every other API route needs the session cookie: 401 without it or after it expired.
+Every other API route needs the session cookie (401 without it or after it expired), or a bearer token from
+``POST /identity/connect/token`` (password grant, scope ``api``, the sandbox's OAuth client and API user;
+``invalid_client`` / ``invalid_grant`` otherwise).
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ from fastapi.responses import JSONResponse, Response
 
 from ml_connector_sandbox.acumatica.state import SESSION_COOKIE, AcumaticaState
 from ml_connector_sandbox.common import VendorError
-from ml_connector_sandbox.credentials import ACUMATICA_PASSWORD, ACUMATICA_TENANT, ACUMATICA_USERNAME
+from ml_connector_sandbox.credentials import (
+    ACUMATICA_OAUTH_CLIENT_ID,
+    ACUMATICA_OAUTH_CLIENT_SECRET,
+    ACUMATICA_PASSWORD,
+    ACUMATICA_TENANT,
+    ACUMATICA_USERNAME,
+)
 
 NOT_LOGGED_IN = {"message": "You are not logged in."}
 
 
 def require_session(state: AcumaticaState):
-    """A FastAPI dependency: the request carries the cookie of an open session."""
+    """A FastAPI dependency: the request carries the cookie of an open session, or a bearer token of the
+    identity server."""
     def check(request: Request) -> None:
+        bearer = request.headers.get("Authorization", "")
+        if bearer.startswith("Bearer ") and state.token_ok(bearer[len("Bearer "):]):
+            return
         if not state.session_ok(request.cookies.get(SESSION_COOKIE)):
             state.increment("not_logged_in")
             raise VendorError(401, NOT_LOGGED_IN)
@@ -52,6 +64,24 @@ def router(state: AcumaticaState) -> APIRouter:
         response.set_cookie(SESSION_COOKIE, token, httponly=True, path="/")
         response.set_cookie("ASP.NET_SessionId", token[:24], httponly=True, path="/")
         return response
+
+    @api.post("/identity/connect/token")
+    async def token(request: Request) -> JSONResponse:
+        form = await request.form()
+        if form.get("grant_type") != "password":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        if (form.get("client_id"), form.get("client_secret")) != (ACUMATICA_OAUTH_CLIENT_ID,
+                                                                  ACUMATICA_OAUTH_CLIENT_SECRET):
+            return JSONResponse({"error": "invalid_client"}, status_code=400)
+        user, _, tenant = str(form.get("username") or "").partition("@")
+        if (user, form.get("password")) != (ACUMATICA_USERNAME, ACUMATICA_PASSWORD) or \
+                (tenant and tenant != ACUMATICA_TENANT):
+            return JSONResponse({"error": "invalid_grant", "error_description": "invalid_username_or_password"},
+                                status_code=400)
+        if "api" not in str(form.get("scope") or "").split():
+            return JSONResponse({"error": "invalid_scope"}, status_code=400)
+        return JSONResponse({"access_token": state.issue_token(), "expires_in": 3600, "token_type": "Bearer",
+                             "scope": "api"})
 
     @api.post("/entity/auth/logout")
     async def logout(request: Request) -> Response:

@@ -43,18 +43,21 @@ class AcumaticaState(SandboxState):
         "files_uploaded": 0,
         "files_replaced": 0,
         "packages_inserted": 0,
+        "tokens_issued": 0,
     }
 
     def __init__(self, seed_path: Path = SEED_PATH) -> None:
         self.seed = json.loads(seed_path.read_text(encoding="utf-8"))
         self.started = None
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.tokens: set[str] = set()
         self.shipments: dict[str, dict[str, Any]] = {}
         super().__init__()
 
     # -- data --------------------------------------------------------------------------------------------
     def reset_vendor_data(self) -> None:
         self.sessions = {}
+        self.tokens = set()
         self.shipments = {}
         now = self.now()
         for raw in self.seed["shipments"]:
@@ -111,6 +114,18 @@ class AcumaticaState(SandboxState):
             self.sessions[token] = {"user": user, "last_seen": self.now()}
             self.counters["logins"] += 1
             return token
+
+    def issue_token(self) -> str:
+        """A bearer token of the identity server (``/identity/connect/token``)."""
+        with self.lock:
+            token = secrets.token_urlsafe(32)
+            self.tokens.add(token)
+            self.counters["tokens_issued"] = self.counters.get("tokens_issued", 0) + 1
+            return token
+
+    def token_ok(self, token: str) -> bool:
+        with self.lock:
+            return token in self.tokens
 
     def close_session(self, token: str | None) -> bool:
         with self.lock:

@@ -214,3 +214,27 @@ def test_freight_cost_is_written_once_when_the_setting_is_on(acumatica):
         source.close()
     assert shipments(acumatica)["000101"]["FreightCost"] == 14.37
     assert acumatica.counters("acumatica")["shipment_puts"] == 1
+
+
+def test_an_oauth_client_uses_one_shared_bearer_token_and_opens_no_session(acumatica, monkeypatch, tmp_path):
+    import json
+
+    from ml_connector_sandbox.credentials import ACUMATICA_OAUTH_CLIENT_ID, ACUMATICA_OAUTH_CLIENT_SECRET
+
+    monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(
+        {"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}))
+    monkeypatch.setenv("AIRFLOW_CONN_ACUMATICA_DEFAULT", acumatica_connection(
+        acumatica.url("acumatica"), client_id=ACUMATICA_OAUTH_CLIENT_ID, client_secret=ACUMATICA_OAUTH_CLIENT_SECRET))
+    for _ in range(2):  # two tasks: one token request
+        with AcumaticaHook() as hook:
+            assert hook.get_shipment("000101")["ShipmentNbr"]["value"] == "000101"
+            assert open_sessions(acumatica) == 0
+    assert acumatica.counters("acumatica")["tokens_issued"] == 1
+    assert acumatica.counters("acumatica")["logins"] == 0
+    ok, message = AcumaticaHook().test_connection()
+    assert ok and "OAuth client" in message
+
+    monkeypatch.setenv("AIRFLOW_CONN_ACUMATICA_DEFAULT", acumatica_connection(
+        acumatica.url("acumatica"), client_id=ACUMATICA_OAUTH_CLIENT_ID, client_secret="wrong"))
+    ok, message = AcumaticaHook().test_connection()
+    assert not ok and "invalid_client" in message

@@ -18,6 +18,9 @@ CONNECTION_FORM = {
                                   "ones).", default="24.200.001"),
         "tenant": field("Tenant", "Tenant (company) login name; leave empty on a single-tenant instance."),
         "branch": field("Branch", "Branch to sign in to (optional)."),
+        "client_id": field("OAuth client ID", "Optional: a Connected Application (SM303010) client; then requests "
+                           "carry a bearer token (password grant with the API user) instead of a cookie session."),
+        "client_secret": field("OAuth client secret", "The Connected Application's secret.", secret=True),
         "page_size": field("Page size", "Shipments per page ($top).", default="100"),
         "push_header_name": field("Push notification header name", "Header Name set on the Acumatica push "
                                   "notification (SM302000).", default="X-ML-Connector-Token"),

@@ -17,7 +17,8 @@ Connection ``acumatica_default`` (type ``acumatica``): host = the tenant URL (``
 path such as ``/AcumaticaERP`` included), login/password = the API user, extras ``endpoint_name`` (default
 ``Default``), ``endpoint_version`` (default ``24.200.001``), ``tenant``, ``branch``, ``locale``, ``page_size``
 (``$top`` per page, default 100), ``login_limit_wait_seconds`` (default 30), ``push_header_name`` /
-``push_header_value`` (push notifications, :mod:`ml_connector.erp.acumatica.webhook`), and the transport
+``push_header_value`` (push notifications, :mod:`ml_connector.erp.acumatica.webhook`), ``client_id`` /
+``client_secret`` / ``oauth_scope`` (an OAuth client: a shared bearer token instead of the session), and the transport
 extras of :class:`~ml_connector.hooks.base.ConnectorHook`. None of the extras is sent as a header.
 """
 
@@ -206,23 +207,75 @@ class AcumaticaHook(ConnectorHook):
             self._logged_in = False  # the next _login logs in again (once, whichever thread comes first)
         return True
 
-    def build_auth(self) -> SessionLogon:
-        """A :class:`SessionLogon` over the cookie session (the cookie stays in the hook's session)."""
+    # -- OAuth (optional): a bearer token of a Connected Application instead of the cookie session ---------
+
+    @property
+    def oauth(self) -> bool:
+        """Whether the connection names an OAuth client (extra ``client_id``): then requests carry a bearer
+        token from ``/identity/connect/token`` (password grant with the API user), cached encrypted in the ledger
+        and shared by every task, instead of a cookie session."""
+        return bool(self.extra("client_id"))
+
+    @property
+    def token_cache_key(self) -> str:
+        """``acumatica:token:<host>:<tenant>:<client id>:<user>`` (not a secret)."""
+        return (f"acumatica:token:{self.base_url}:{self.extra('tenant', '')}:{self.extra('client_id')}:"
+                f"{self.connection.login}")
+
+    def fetch_token(self, *, retry: http.RetryPolicy | None = None) -> tuple[str, float]:
+        """``POST /identity/connect/token`` (password grant, scope ``api``) with the connection's OAuth client
+        (extras ``client_id`` / ``client_secret``) and API user.
+
+        :raises AuthenticationError: the identity server refused the client or the user.
+        :raises RetryableApiError: 429 or 5xx (marked for the secret store's breaker).
+        """
+        from ml_connector.secrets import refused
+
+        body = self.login_body()
+        secret = str(self.extra("client_secret", required=True))
+        http.mask(secret)
+        username = body["name"] if not body.get("tenant") else f"{body['name']}@{body['tenant']}"
+        response = self.send("POST", f"{self.base_url}/identity/connect/token", idempotent=True,
+                             retry=retry or self.token_retry,
+                             data={"grant_type": "password", "client_id": str(self.extra("client_id")),
+                                   "client_secret": secret, "username": username, "password": body["password"],
+                                   "scope": str(self.extra("oauth_scope", "api"))})
+        answer = http.json_or_text(response)
+        if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("access_token"):
+            error = parse_error(response.status_code, answer)
+            if error.retryable:
+                raise refused(error, retry_after=http.retry_after_seconds(response))
+            raise AuthenticationError(
+                f"Acumatica's identity server refused the OAuth client or user of connection '{self.conn_id}' "
+                f"({error.code or ''} {error.message})".replace("( ", "("), vendor="acumatica",
+                status=response.status_code, code=error.code)
+        token = answer["access_token"]
+        http.mask(token)
+        return token, self.clock() + float(answer.get("expires_in", 3600))
+
+    def build_auth(self):
+        """A :class:`SessionLogon` over the cookie session (the cookie stays in the hook's session), or with an
+        OAuth client (extra ``client_id``) a shared bearer token."""
+        if self.oauth:
+            return self.client_credentials_auth()
         return SessionLogon(self.send, logon=self._login, logoff=self._logout, expired=self._expired,
                             vendor="acumatica")
 
     def _ensure_open(self) -> None:
         with self._lock:
             if not self._open:
-                self.auth.__enter__()
+                if isinstance(self.auth, SessionLogon):
+                    self.auth.__enter__()
                 self._open = True
 
     def close(self) -> None:
-        """Log the session out (``POST /entity/auth/logout``) if one is open. Called when the task ends."""
+        """Log the session out (``POST /entity/auth/logout``) if one is open. Called when the task ends. (A
+        bearer token is not a session: nothing to end.)"""
         with self._lock:
             if self._open:
                 self._open = False
-                self.auth.__exit__(None, None, None)
+                if isinstance(self.auth, SessionLogon):
+                    self.auth.__exit__(None, None, None)
 
     def __enter__(self) -> AcumaticaHook:
         return self
@@ -335,6 +388,8 @@ class AcumaticaHook(ConnectorHook):
         """
         saved, self.retry = self.retry, CHECK_RETRY
         try:
+            if self.oauth:  # the credentials given, never a cached token
+                self.fetch_token(retry=CHECK_RETRY)
             self.check_endpoint_now()
             info = self.endpoints().get("version") or {}
         except Exception as exc:  # the message is what the person reads in the UI
@@ -343,8 +398,9 @@ class AcumaticaHook(ConnectorHook):
             self.close()
             self.retry = saved
         build = info.get("acumaticaBuildVersion") or "unknown build"
-        return True, (f"Logged in to Acumatica at {self.base_url} ({build}) as {self.connection.login}; endpoint "
-                      f"{self.endpoint_name}/{self.endpoint_version} exists; logged out")
+        how = "with OAuth client " + str(self.extra("client_id")) if self.oauth else "and logged out"
+        return True, (f"Logged in to Acumatica at {self.base_url} ({build}) as {self.connection.login} {how}; "
+                      f"endpoint {self.endpoint_name}/{self.endpoint_version} exists")
 
     def check_endpoint_now(self) -> None:
         """Log in and check the endpoint version (for the connection test)."""
