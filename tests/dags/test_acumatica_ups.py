@@ -240,3 +240,32 @@ def test_delivery_status_and_signature_come_back_into_the_shipment_note_once(env
     run_interval(dag, end + timedelta(minutes=30))  # nothing changed: nothing written
     assert sandbox.counters("acumatica")["shipment_puts"] == puts
     assert shipments(sandbox)["000102"]["note"] == note
+
+
+def test_no_acumatica_password_in_xcoms_logs_or_the_ledger(env, caplog):
+    import logging
+
+    import sqlalchemy as sa
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from ml_connector_sandbox.credentials import ACUMATICA_PASSWORD
+
+    sandbox = env["sandbox"]
+    end = interval_end(9)
+    touch(sandbox, end - timedelta(days=5))
+    touch(sandbox, end - timedelta(minutes=5), numbers=["000101", "000105"])
+    caplog.set_level(logging.DEBUG)
+    dr = run_interval(load_dag(PIPELINE), end)
+    with create_session() as session:
+        xcoms = session.scalars(sa.select(XComModel).where(XComModel.dag_id == PIPELINE,
+                                                           XComModel.run_id == dr.run_id)).all()
+        xcom_text = " ".join(json.dumps(x.value, default=str) for x in xcoms)
+    with env["ledger"].read() as conn:
+        tables = [t for t in sa.inspect(conn).get_table_names() if t.startswith("ml_") and t != "ml_secrets"]
+        ledger_text = " ".join(json.dumps([dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))],
+                                          default=str) for t in tables)
+    assert "entity/auth/login -> 204" in caplog.text and "000101" in xcom_text
+    for text in (caplog.text, xcom_text, ledger_text):
+        assert ACUMATICA_PASSWORD not in text
+        assert "R0lGOD" not in xcom_text  # no label image in XCom
