@@ -99,6 +99,7 @@ def test_run_labels_each_package_once_writes_1z_and_label_back_and_quarantines_b
         assert {lanes[(step, number)] for step in ("validate_address", "create_shipment", "writeback")} == \
             {"success"}
     assert lanes[("validate_address", "000109")] == "failed"
+    assert ledger_rows["000102"].service_code == "02"  # UPS2DAY is not mapped: resolved by "UPS 2nd Day Air"
     assert sandbox.validation_errors("ups") == [] and sandbox.validation_errors("acumatica") == []
     assert sandbox.counters("acumatica")["packages_inserted"] == 0
     counters = sandbox.counters("acumatica")

@@ -12,6 +12,7 @@ serves it.
 * ``PUT .../Shipment`` (``If-Match: *``: update only, 412 when missing): wrapped top-level fields, ``note``,
   ``custom``, and ``Packages`` rows matched by ``id`` (a row without ``id`` is inserted as a new package; an
   unknown ``id`` is an error). A field sent unwrapped is refused (500, as Acumatica fails to bind it).
+* ``GET .../ShipVia``: the Ship Via codes (``CarrierID``, ``Description``).
 * ``PUT .../files/PX.Objects.SO.SOShipmentEntry/Document/{id}/{filename}``: attach (the same name replaces).
 """
 
@@ -217,6 +218,13 @@ def router(state: AcumaticaState) -> APIRouter:
             body = [render(state, s, expand, str(request.base_url), prefix(endpoint, version), _custom(request))
                     for s in found]
         return JSONResponse(body)
+
+    @api.get("/entity/{endpoint}/{version}/ShipVia")
+    def list_ship_via(endpoint: str, version: str) -> JSONResponse:
+        check_endpoint(endpoint, version)
+        return JSONResponse([{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shipvia/{row['CarrierID']}")), "rowNumber": i,
+                              "CarrierID": wrap(row["CarrierID"]), "Description": wrap(row["Description"])}
+                             for i, row in enumerate(state.seed.get("ship_via", []), start=1)])
 
     @api.get("/entity/{endpoint}/{version}/Shipment/{number}")
     def get_shipment(endpoint: str, version: str, number: str, request: Request) -> JSONResponse:

@@ -48,6 +48,8 @@ def test_extract_reads_released_shipments_and_logs_out(acumatica):
     assert orders["000101"].customer_reference == "SO005201" and orders["000101"].ship_method == "UPSGROUND"
     assert orders["000104"].ship_to.country == "CA"
     assert orders["000102"].ship_to.residential is True
+    # the Ship Via description (GET .../ShipVia, read once) is the carrier's second chance to resolve the service
+    assert orders["000102"].ship_method_description == "UPS 2nd Day Air"
     counters = acumatica.counters("acumatica")
     assert counters["logins"] == 1 and counters["logouts"] == 1
     assert open_sessions(acumatica) == 0

@@ -347,6 +347,17 @@ class AcumaticaHook(ConnectorHook):
                 return
             skip += size
 
+    def ship_via_descriptions(self) -> dict[str, str]:
+        """``CarrierID`` -> ``Description`` of every Ship Via code (``GET .../ShipVia``)."""
+        body, _ = self._call("GET", f"{self.entity_url}/ShipVia", params={"$select": "CarrierID,Description"})
+        result = {}
+        for row in body if isinstance(body, list) else []:
+            code = (row.get("CarrierID") or {}).get("value")
+            description = (row.get("Description") or {}).get("value")
+            if code and description:
+                result[str(code).strip()] = str(description).strip()
+        return result
+
     def get_shipment(self, shipment_nbr: str, *, expand: str | None = "Packages",
                      custom: str | None = None) -> dict[str, Any]:
         """One shipment by ``ShipmentNbr``.

@@ -150,7 +150,8 @@ class PackageRow:
 
 def order_from_shipment(doc: Mapping[str, Any], *, default_weight_per_unit: Decimal | None = None,
                         item_weights: Mapping[str, Decimal] | None = None, weight_unit: WeightUnit = "LBS",
-                        dimension_unit: Literal["IN", "CM"] = "IN") -> Order:
+                        dimension_unit: Literal["IN", "CM"] = "IN",
+                        ship_via_descriptions: Mapping[str, str] | None = None) -> Order:
     """Map one Shipment (read with ``$expand=`` :data:`SHIPMENT_EXPAND`) to an Order.
 
     :param default_weight_per_unit: weight of one unit of an item without an ``item_weights`` entry, used only
@@ -159,6 +160,8 @@ def order_from_shipment(doc: Mapping[str, Any], *, default_weight_per_unit: Deci
     :param weight_unit: unit of a weight whose row has no ``UOM``, and of the settings above.
     :param dimension_unit: unit of the package rows' ``Length``/``Width``/``Height`` (Acumatica keeps the linear
         unit at company level, not on the row).
+    :param ship_via_descriptions: ``CarrierID`` -> ``Description`` of the Ship Via codes: the description is
+        the carrier's second chance to resolve the service ("UPS 2nd Day Air").
     :raises RecordError: the ship-to address is incomplete (the message names the Acumatica field).
     :raises MissingWeight: a package row without a weight, or no package rows and no weight from the details.
     """
@@ -171,6 +174,7 @@ def order_from_shipment(doc: Mapping[str, Any], *, default_weight_per_unit: Deci
         erp_id=str(doc.get("id") or number),
         number=number,
         ship_method=text(doc.get("ShipVia")),
+        ship_method_description=(ship_via_descriptions or {}).get(text(doc.get("ShipVia")) or ""),
         ship_to=ship_to,
         packages=[row.package for row in rows],
         lines=_order_lines(doc, number),

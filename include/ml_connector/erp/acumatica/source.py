@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from ml_connector.erp.acumatica import mapping as acu
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
-from ml_connector.errors import ConfigurationError, RecordError
+from ml_connector.errors import ApiError, AuthenticationError, ConfigurationError, RecordError
 from ml_connector.models import Address, Label, Money, Order, TrackingResult
 from ml_connector.settings import PipelineSettings
 
@@ -68,6 +68,10 @@ class AcumaticaSource(OrderSource):
     push_source = "acumatica"  # the webhook inbox source of Acumatica push notifications (webhook.py)
     settings: AcumaticaSettings
 
+    def __init__(self, settings: PipelineSettings, hook: Any | None = None) -> None:
+        super().__init__(settings, hook)
+        self._ship_via: dict[str, str] | None = None
+
     @classmethod
     def make_hook(cls, settings: PipelineSettings) -> Any:
         from ml_connector.erp.acumatica.hook import AcumaticaHook
@@ -76,6 +80,19 @@ class AcumaticaSource(OrderSource):
 
     def extract(self, start: datetime, end: datetime) -> Iterator[Order | ExtractFailure]:
         yield from self._map(self.hook.iter_shipments(start, end, statuses=list(self.settings.ready_statuses)))
+
+    def ship_via_descriptions(self) -> dict[str, str]:
+        """The Ship Via codes' descriptions, read once per source; an instance that refuses them (no rights on
+        Ship Via Codes) leaves the codes alone."""
+        if self._ship_via is None:
+            try:
+                self._ship_via = self.hook.ship_via_descriptions()
+            except ApiError as exc:
+                if exc.retryable or isinstance(exc, AuthenticationError):
+                    raise
+                log.warning("Ship Via descriptions not readable (%s): Ship Via codes are resolved by code only", exc)
+                self._ship_via = {}
+        return self._ship_via
 
     def _map(self, docs: Iterable[dict[str, Any]]) -> Iterator[Order | ExtractFailure]:
         s = self.settings
@@ -88,7 +105,8 @@ class AcumaticaSource(OrderSource):
             try:
                 yield acu.order_from_shipment(
                     doc, default_weight_per_unit=s.default_weight_per_unit, item_weights=s.item_weights,
-                    weight_unit=s.weight_unit, dimension_unit=s.dimension_unit)
+                    weight_unit=s.weight_unit, dimension_unit=s.dimension_unit,
+                    ship_via_descriptions=self.ship_via_descriptions())
             except RecordError as exc:
                 yield ExtractFailure(erp=self.erp, erp_id=str(doc.get("id") or number), number=number,
                                      modified_at=acu.parse_datetime(doc.get("LastModifiedDateTime")), error=exc)
