@@ -240,3 +240,19 @@ def test_an_oauth_client_uses_one_shared_bearer_token_and_opens_no_session(acuma
         acumatica.url("acumatica"), client_id=ACUMATICA_OAUTH_CLIENT_ID, client_secret="wrong"))
     ok, message = AcumaticaHook().test_connection()
     assert not ok and "invalid_client" in message
+
+
+def test_an_endpoint_without_ship_via_resolves_by_code_only(acumatica, monkeypatch):
+    hook = AcumaticaHook()
+    source = AcumaticaSource(settings(), hook=hook)
+    real_call = hook._call
+
+    def no_ship_via(method, url, **kwargs):
+        if url.endswith("/ShipVia"):
+            url = url.replace("/ShipVia", "/NoSuchEntity")
+        return real_call(method, url, **kwargs)
+
+    monkeypatch.setattr(hook, "_call", no_ship_via)
+    orders = [o for o in source.extract(*window()) if not isinstance(o, ExtractFailure)]
+    source.close()
+    assert orders and all(o.ship_method_description is None for o in orders)

@@ -287,7 +287,8 @@ class AcumaticaHook(ConnectorHook):
 
     def _call(self, method: str, url: str, *, json: Any = None, data: bytes | None = None,
               params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-              ok: tuple[int, ...] = (200, 201, 204), check_endpoint: bool = True) -> tuple[Any, requests.Response]:
+              ok: tuple[int, ...] = (200, 201, 204), check_endpoint: bool = True,
+              missing_is_configuration: bool = True) -> tuple[Any, requests.Response]:
         self._ensure_open()
         if check_endpoint:
             self.check_endpoint()
@@ -297,7 +298,7 @@ class AcumaticaHook(ConnectorHook):
         body = http.json_or_text(response) if response.content else None
         if response.status_code not in ok:
             error = parse_error(response.status_code, body)
-            if response.status_code == 404 and check_endpoint:
+            if response.status_code == 404 and check_endpoint and missing_is_configuration:
                 raise ConfigurationError(f"Acumatica answered 404 for {http.safe_url(url)}: {error.message}")
             raise error
         return body, response
@@ -349,7 +350,8 @@ class AcumaticaHook(ConnectorHook):
 
     def ship_via_descriptions(self) -> dict[str, str]:
         """``CarrierID`` -> ``Description`` of every Ship Via code (``GET .../ShipVia``)."""
-        body, _ = self._call("GET", f"{self.entity_url}/ShipVia", params={"$select": "CarrierID,Description"})
+        body, _ = self._call("GET", f"{self.entity_url}/ShipVia", params={"$select": "CarrierID,Description"},
+                             missing_is_configuration=False)  # an endpoint without the entity: a PermanentApiError
         result = {}
         for row in body if isinstance(body, list) else []:
             code = (row.get("CarrierID") or {}).get("value")
