@@ -256,3 +256,17 @@ def test_an_endpoint_without_ship_via_resolves_by_code_only(acumatica, monkeypat
     orders = [o for o in source.extract(*window()) if not isinstance(o, ExtractFailure)]
     source.close()
     assert orders and all(o.ship_method_description is None for o in orders)
+
+
+def test_threads_hitting_an_expired_session_log_in_again_once(acumatica):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with AcumaticaHook() as hook:
+        hook.get_shipment("000101")
+        acumatica.set_knobs("acumatica", expire_sessions=True)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            found = list(pool.map(lambda n: hook.get_shipment(n)["ShipmentNbr"]["value"],
+                                  ["000101", "000102", "000103", "000104"] * 2))
+        assert found == ["000101", "000102", "000103", "000104"] * 2
+        assert hook.logins == 2 and open_sessions(acumatica) == 1
+    assert acumatica.counters("acumatica")["logins"] == 2

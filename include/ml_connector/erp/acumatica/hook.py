@@ -203,8 +203,13 @@ class AcumaticaHook(ConnectorHook):
     def _expired(self, response: requests.Response) -> bool:
         if response.status_code != 401:
             return False
+        sent = (response.request.headers.get("Cookie") or "") if response.request is not None else ""
         with self._lock:
-            self._logged_in = False  # the next _login logs in again (once, whichever thread comes first)
+            current = list(self.session.cookies.values())
+            if not current or all(value in sent for value in current):
+                # the session this request used expired: the next _login logs in again, once, whichever thread
+                # comes first; a thread whose request carried an older cookie just sends again with the new one
+                self._logged_in = False
         return True
 
     # -- OAuth (optional): a bearer token of a Connected Application instead of the cookie session ---------
