@@ -168,7 +168,8 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     assert credential.is_sensitive is True
     assert widgets["extra__ups__label_format"].field["value"] == "GIF"
     assert sorted(n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive) == [
-        "extra__acumatica__push_header_value", "extra__ups__track_alert_credential"]
+        "extra__acumatica__client_secret", "extra__acumatica__push_header_value",
+        "extra__ups__track_alert_credential"]
 
     behaviours = providers_manager.field_behaviours
     assert behaviours["ups"]["relabeling"] == {"host": "API base URL", "login": "Client ID",
