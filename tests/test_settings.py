@@ -33,7 +33,7 @@ def test_connection_ids_can_be_set_and_ups_conn_id_still_works(tmp_path):
 def test_unknown_erp_lists_the_known_ones(tmp_path):
     path = tmp_path / "pipelines.yaml"
     path.write_text(yaml.safe_dump({"p": {"erp": "sap"}}))
-    with pytest.raises(ConfigurationError, match=r"setting 'erp': .*unknown ERP 'sap'; known: business_central"):
+    with pytest.raises(ConfigurationError, match=r"setting 'erp': .*unknown ERP 'sap'; known: acumatica, business_central"):
         load_settings("p", path)
 
 

@@ -62,6 +62,15 @@ ERPS: dict[str, Vendor] = {
             connection_form="ml_connector.erp.business_central.connection.CONNECTION_FORM",
             settings="ml_connector.erp.business_central.source.BusinessCentralSettings",
         ),
+        Vendor(
+            name="acumatica", kind="erp", display_name="Acumatica",
+            conn_type="acumatica", default_conn_id="acumatica_default",
+            hook="ml_connector.erp.acumatica.hook.AcumaticaHook",
+            implementation="ml_connector.erp.acumatica.source.AcumaticaSource",
+            connection_form="ml_connector.erp.acumatica.connection.CONNECTION_FORM",
+            settings="ml_connector.erp.acumatica.source.AcumaticaSettings",
+            webhook="ml_connector.erp.acumatica.webhook.router",
+        ),
     )
 }
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ml_connector.carriers.protocol import Carrier, LabelPlan
@@ -45,7 +46,7 @@ from ml_connector.errors import (
     RetryableError,
 )
 from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
-from ml_connector.models import Address, AddressStatus, Label, Order, ShipmentResult
+from ml_connector.models import Address, AddressStatus, Label, Money, Order, ShipmentResult
 
 #: Default settle window: how long an uncertain purchase is looked up by reference before a person is asked.
 #: Far above the minutes a carrier's reference index can lag behind a purchase.
@@ -58,6 +59,8 @@ MAX_LOOKUP_INTERVAL_SECONDS = 1800.0
 DECISION_STEP = "decision"
 
 LabelStore = Callable[[Order, Label], str]
+#: reads a label image back from the path :data:`LabelStore` returned (for ERPs that take the file)
+LabelLoad = Callable[[str], bytes]
 
 
 class NothingToDo(Exception):  # noqa: N818 - an outcome, not an error
@@ -111,10 +114,12 @@ class ShipmentService:
     :param lookup_backoff_seconds: the wait before the second lookup; it doubles after each lookup, up to
         :data:`MAX_LOOKUP_INTERVAL_SECONDS`, and the last lookup falls on the end of the window.
     :param clock: epoch seconds (tests move it).
+    :param load_label: reads a stored label image back, so that :meth:`write_back` can attach it to the ERP
+        document (:meth:`OrderSource.attach_label`); ``None`` attaches nothing.
     """
 
     def __init__(self, ledger: Ledger, carrier: Carrier, *, actor: str, claim_ttl_seconds: float = 900,
-                 store_label: LabelStore | None = None,
+                 store_label: LabelStore | None = None, load_label: LabelLoad | None = None,
                  settle_window_seconds: float = DEFAULT_SETTLE_WINDOW_SECONDS,
                  lookup_backoff_seconds: float = DEFAULT_LOOKUP_BACKOFF_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
@@ -123,6 +128,7 @@ class ShipmentService:
         self.actor = actor
         self.claim_ttl_seconds = claim_ttl_seconds
         self.store_label = store_label
+        self.load_label = load_label
         self.settle_window_seconds = settle_window_seconds
         self.lookup_backoff_seconds = lookup_backoff_seconds
         self.clock = clock
@@ -404,10 +410,37 @@ class ShipmentService:
                                    message="write-back is off for this pipeline")
             return row.tracking_numbers
         source.write_tracking(row.order, row.tracking_numbers, row.service_code)
+        self._attach_labels(row, source)
+        charges = _money(row.charges)
+        if charges is not None:
+            source.write_charges(row.order, charges)
         self.ledger.transition(row.id, ShipmentState.WRITTEN_BACK, step="writeback", actor=self.actor,
                                message=f"{', '.join(row.tracking_numbers)} written to {row.erp} {row.order_number}",
                                error=None, error_step=None)
         return row.tracking_numbers
+
+    def _attach_labels(self, row: ShipmentRow, source: OrderSource) -> None:
+        """Attach each stored label file to the ERP document (idempotent on the ERP's side: same file name)."""
+        if self.load_label is None:
+            return
+        order = row.order
+        for tracking_number, path in self.ledger.package_labels(row.id):
+            if not path:
+                continue  # an adopted label has no stored image
+            filename = re.split(r"[/\\]", path)[-1]
+            image_format = filename.rpartition(".")[2].upper() or "GIF"
+            label = Label(tracking_number=tracking_number, image_format=image_format, image=self.load_label(path))
+            if not source.attach_label(order, label, filename):
+                return  # this ERP (or its settings) takes no attachments
+
+
+def _money(text: str | None) -> Money | None:
+    """The ledger's ``charges`` column (``"12.34 USD"``) as Money; None when empty or unreadable."""
+    amount, _, currency = (text or "").partition(" ")
+    try:
+        return Money(amount=Decimal(amount), currency=currency.strip()) if amount and currency.strip() else None
+    except (InvalidOperation, ValueError):
+        return None
 
 
 class DecisionRefused(PermanentError):

@@ -23,8 +23,18 @@ UPS_CLIENT_SECRET = "sandbox-client-secret"
 BUSINESS_CENTRAL_CLIENT_ID = "sandbox-entra-client-id"
 BUSINESS_CENTRAL_CLIENT_SECRET = "sandbox-entra-client-secret"
 
+#: Acumatica API user (the ``acumatica_default`` login / password) and its tenant; anything else is refused at
+#: ``POST /entity/auth/login`` with HTTP 401 "Invalid credentials".
+ACUMATICA_USERNAME = "sandbox-api-user"
+ACUMATICA_PASSWORD = "sandbox-api-password"
+ACUMATICA_TENANT = "RevisionTwo"
+#: an OAuth client (Connected Applications) of the Acumatica sandbox: ``POST /identity/connect/token``
+ACUMATICA_OAUTH_CLIENT_ID = "sandbox-oauth-client@RevisionTwo"
+ACUMATICA_OAUTH_CLIENT_SECRET = "sandbox-oauth-secret"
+
 #: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
 SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
     "ups": (UPS_CLIENT_ID, UPS_CLIENT_SECRET),
     "business_central": (BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET),
+    "acumatica": (ACUMATICA_USERNAME, ACUMATICA_PASSWORD),
 }

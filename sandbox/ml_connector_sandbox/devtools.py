@@ -221,8 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                            help="move the sandbox's seeded released orders into the interval ending at ISO")
     place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector_sandbox`")
     place.add_argument("--into-interval-ending", required=True, metavar="ISO")
-    place.add_argument("--keep", nargs="*", default=list(KEEP_IN_PLACE),
-                       help=f"orders left where the seed put them (default: {' '.join(KEEP_IN_PLACE)})")
+    place.add_argument("--keep", nargs="*", default=None,
+                       help=f"orders left where the seed put them (default: the ERP sandbox's own; Business "
+                            f"Central {' '.join(KEEP_IN_PLACE)})")
+    place.add_argument("--pipeline", default="business_central_ups",
+                       help="whose ERP sandbox to place documents in (default business_central_ups)")
+    sub.add_parser("pipelines", help="print the pipeline ids of the settings file, one a line")
     args = parser.parse_args(argv)
     if args.command == "sandbox-ports":
         names = {vendor.name: vendor.display_name for vendor in registry.vendors()}
@@ -236,12 +240,28 @@ def main(argv: list[str] | None = None) -> int:
         start, end = data_interval(args.pipeline, args.at)
         print(start.isoformat(), end.isoformat())
         return 0
+    if args.command == "pipelines":
+        from ml_connector.settings import default_settings_file
+
+        print("\n".join(yaml.safe_load(default_settings_file().read_text()) or {}))
+        return 0
     if args.command == "place-sandbox-orders":
         urls = json.loads(Path(args.sandbox_ports).read_text())
+        from ml_connector.settings import load_settings
+
         end = _parse_instant(args.into_interval_ending)
-        placed = place_sandbox_orders(urls["business_central"], end, keep=tuple(args.keep))
-        print(f"placed {len(placed)} released sandbox order(s) before {end.isoformat()} "
-              f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(args.keep) or 'none'}")
+        erp = load_settings(args.pipeline).erp
+        if erp == "business_central":
+            keep = tuple(args.keep if args.keep is not None else KEEP_IN_PLACE)
+            placed = place_sandbox_orders(urls[erp], end, keep=keep)
+        else:  # by convention: ml_connector_sandbox.<erp>.devtools.place_released(url, end, keep=...)
+            import importlib
+
+            vendor = importlib.import_module(f"ml_connector_sandbox.{erp}.devtools")
+            keep = tuple(args.keep if args.keep is not None else vendor.KEEP_IN_PLACE)
+            placed = vendor.place_released(urls[erp], end, keep=keep)
+        print(f"placed {len(placed)} released sandbox document(s) before {end.isoformat()} "
+              f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(keep) or 'none'}")
         return 0
     urls = json.loads(Path(args.sandbox_ports).read_text()) if args.sandbox_ports else None
     connections = read_connections(args.settings, sandbox_urls=urls)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ml_connector.errors import RecordError
-from ml_connector.models import Address, Label, Order, TrackingResult
+from ml_connector.models import Address, Label, Money, Order, TrackingResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from ml_connector.settings import PipelineSettings
@@ -98,6 +98,20 @@ class OrderSource(abc.ABC):
         close = getattr(self.hook, "close", None)
         if callable(close):
             close()
+
+    def write_charges(self, order: Order, charges: Money) -> None:
+        """Record what the label cost (the negotiated charge when the carrier returned one) on the ERP document,
+        where the pipeline's settings ask for it (idempotent). Default: nothing."""
+        return None
+
+    #: the webhook inbox source whose deliveries name documents to read now (:meth:`pushed`); None: no pushes
+    push_source: str | None = None
+
+    def pushed(self, payloads: list[dict[str, Any]]) -> Iterator[Order | ExtractFailure]:
+        """The released documents that inbound push notifications (webhook inbox bodies of :attr:`push_source`)
+        name, read now whatever their modification time, so they do not wait for a schedule window. Default:
+        none."""
+        return iter(())
 
     def attach_label(self, order: Order, label: Label, filename: str) -> bool:
         """Attach the label file to the ERP document, where the ERP can hold files (idempotent: a replay

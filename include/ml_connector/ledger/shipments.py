@@ -418,6 +418,14 @@ class ShipmentsMixin(AuditMixin):
                         actor=actor)
             return self._get(conn, row.id)
 
+    def package_labels(self, shipment_id: int) -> list[tuple[str, str | None]]:
+        """``(tracking number, label path)`` of each package of a row, in package order."""
+        with self.read() as conn:
+            rows = conn.execute(sa.select(schema.packages.c.tracking_number, schema.packages.c.label_path)
+                                .where(schema.packages.c.shipment_pk == shipment_id)
+                                .order_by(schema.packages.c.seq)).all()
+        return [(r.tracking_number, r.label_path) for r in rows]
+
     def package_owner(self, tracking_number: str) -> ShipmentRow | None:
         """The row whose package ``tracking_number`` is, if any."""
         with self.read() as conn:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,7 +51,12 @@ class ExtractOrdersOperator(PipelineOperator):
         self.log.info("reading %s orders modified in [%s, %s)", self.settings.erp, start.isoformat(),
                       end.isoformat())
         seen, counts = {}, {"orders": 0, "new": 0, "unreadable": 0, "already_done": 0}
-        for item in source.extract(start, end):
+        pushes = self.ledger.inbox_pending(source.push_source) if source.push_source else []
+        items = source.extract(start, end)
+        if pushes:  # documents named by push notifications are read now, whatever their modification time
+            self.log.info("%d push notification(s) waiting: reading the documents they name", len(pushes))
+            items = itertools.chain(items, source.pushed([json.loads(p["payload"]) for p in pushes]))
+        for item in items:
             counts["orders"] += 1
             if isinstance(item, ExtractFailure):
                 counts["unreadable"] += 1
@@ -65,6 +72,8 @@ class ExtractOrdersOperator(PipelineOperator):
                 counts["already_done"] += 1
                 continue
             seen[row.id] = row
+        for push in pushes:
+            self.ledger.inbox_done(push["id"])
         leftovers = [r for r in self.ledger.unfinished(self.pipeline_id) if r.id not in seen]
         for row in leftovers:
             self.log.info("re-queued %s left in '%s' by an earlier run", row.order_number, row.state.value)

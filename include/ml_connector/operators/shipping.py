@@ -102,12 +102,17 @@ class WritebackOperator(LaneOperator):
     step = "writeback"
 
     def before_lane(self, context: Any) -> None:
-        self.shipments = self.service(context)
+        self.shipments = self.service(context, load_label=_load_label)
         self.erp = self.source() if self.settings.writeback else None
 
     def process(self, row: ShipmentRow, context: Any) -> dict[str, Any]:
         numbers = self.shipments.write_back(row, self.erp)
         return {"order": row.order_number, "tracking_numbers": numbers}
+
+
+def _load_label(path: str) -> bytes:
+    """A label image stored by :meth:`CreateShipmentOperator._store_label`, for ERPs that attach the file."""
+    return ObjectStoragePath(path).read_bytes()
 
 
 def _safe(value: str) -> str:
