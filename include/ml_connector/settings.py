@@ -62,6 +62,9 @@ class PipelineSettings(BaseModel):
     item_weights: dict[str, Decimal] = Field(default_factory=dict)
     weight_unit: Literal["LBS", "KGS"] = "LBS"
     label_folder: str | None = None
+    # international shipments: ReasonForExport of the commercial invoice UPS needs for goods leaving the customs
+    # area (SALE, GIFT, SAMPLE, RETURN, REPAIR, INTERCOMPANYDATA or another reason up to 20 characters)
+    reason_for_export: str = Field("SALE", min_length=1, max_length=20)
     # write-back and tracking
     writeback: bool = True
     track: bool = True
