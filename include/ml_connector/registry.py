@@ -62,6 +62,15 @@ ERPS: dict[str, Vendor] = {
             connection_form="ml_connector.erp.business_central.connection.CONNECTION_FORM",
             settings="ml_connector.erp.business_central.source.BusinessCentralSettings",
         ),
+        Vendor(
+            name="exact_online", kind="erp", display_name="Exact Online",
+            conn_type="exact_online", default_conn_id="exact_online_default",
+            hook="ml_connector.erp.exact_online.hook.ExactOnlineHook",
+            implementation="ml_connector.erp.exact_online.source.ExactOnlineSource",
+            connection_form="ml_connector.erp.exact_online.connection.CONNECTION_FORM",
+            settings="ml_connector.erp.exact_online.source.ExactOnlineSettings",
+            webhook="ml_connector.erp.exact_online.webhook.router",
+        ),
     )
 }
 

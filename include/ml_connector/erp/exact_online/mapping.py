@@ -15,7 +15,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ml_connector.errors import MissingWeight, RecordError, shown
-from ml_connector.models import Address, Order, OrderLine, Package, TrackingResult, TrackingStatus, iso_country
+from ml_connector.models import (
+    Address,
+    Order,
+    OrderLine,
+    Package,
+    TrackingResult,
+    TrackingStatus,
+    iso_country,
+)
 
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 #: the GoodsDeliveries fields read (``$select`` is mandatory on this endpoint)
@@ -23,7 +31,8 @@ DELIVERY_SELECT = ("EntryID,DeliveryNumber,DeliveryDate,DeliveryAccountName,Deli
                    "Description,Remarks,ShippingMethod,ShippingMethodCode,ShippingMethodDescription,TrackingNumber,"
                    "Modified,GoodsDeliveryLines/ID,GoodsDeliveryLines/Item,GoodsDeliveryLines/ItemCode,"
                    "GoodsDeliveryLines/ItemDescription,GoodsDeliveryLines/QuantityDelivered,"
-                   "GoodsDeliveryLines/SalesOrderLineID,GoodsDeliveryLines/SalesOrderNumber")
+                   "GoodsDeliveryLines/SalesOrderLineID,GoodsDeliveryLines/SalesOrderNumber,"
+                   "GoodsDeliveryLines/TrackingNumber")
 ADDRESS_SELECT = ("ID,AccountName,ContactName,AddressLine1,AddressLine2,AddressLine3,City,Postcode,State,Country,"
                   "Phone")
 ITEM_SELECT = "ID,Code,Description,GrossWeight,NetWeight,StatisticalCode"
@@ -181,7 +190,7 @@ def order_from_goods_delivery(
     origins = {str(k).strip().upper(): str(v).strip().upper() for k, v in (item_origin_countries or {}).items()}
     prices: dict[str, Decimal] = {}
     currencies: dict[str, str] = {}
-    for number, so in (sales_orders or {}).items():
+    for so in (sales_orders or {}).values():
         so_lines = so.get("SalesOrderLines")
         if isinstance(so_lines, Mapping):
             so_lines = so_lines.get("results")
