@@ -262,9 +262,17 @@ class ExactOnlineHook(ConnectorHook):
         # 429s are ours to wait out (the reset is in epoch milliseconds, which http.send would misread)
         return dataclasses.replace(self.retry, statuses=self.retry.statuses - {429})
 
+    def _budget(self) -> str | None:
+        """The budget row once the division is known (the bootstrapping ``current/Me`` has none yet)."""
+        if self._division is None and self.extra("division") in (None, ""):
+            return None
+        return self.budget_name
+
     def _take_slot(self) -> None:
         ledger = self.ledger
-        name = self.budget_name
+        name = self._budget()
+        if name is None:
+            return
         per_minute = int(self.extra("calls_per_minute", CALLS_PER_MINUTE))
         while True:
             slot = rate_budget.take_call(ledger, name, now=time.time(), per_minute=per_minute)
@@ -278,11 +286,14 @@ class ExactOnlineHook(ConnectorHook):
             self.sleep(min(slot.wait, 61.0))
 
     def _observe(self, response: requests.Response) -> None:
+        name = self._budget()
+        if name is None:
+            return
         minute, day = _limits(response)
         if minute or day:
-            rate_budget.observe(self.ledger, self.budget_name, minute=minute, day=day)
+            rate_budget.observe(self.ledger, name, minute=minute, day=day)
         if response.status_code in ERROR_STATUSES:
-            errors = rate_budget.count_error(self.ledger, self.budget_name, now=time.time())
+            errors = rate_budget.count_error(self.ledger, name, now=time.time())
             limit = int(self.extra("max_errors_per_hour", MAX_ERRORS_PER_HOUR))
             if errors > limit:
                 raise ConfigurationError(
@@ -298,8 +309,7 @@ class ExactOnlineHook(ConnectorHook):
         """
         url = url if url.startswith("http") else f"{self.api_root}/{url.lstrip('/')}"
         for attempt in range(1, attempts + 1):
-            if not url.startswith(f"{self.api_root}/current/"):
-                self._take_slot()
+            self._take_slot()
             self.calls += 1
             response = self.send_authorized(method, url, params=params, json=json, retry=self._api_retry,
                                             headers={"Accept": "application/json",
