@@ -80,7 +80,7 @@ def test_run_labels_good_deliveries_once_and_quarantines_broken_ones(exact_env):
         assert row.state is ShipmentState.WRITTEN_BACK, (number, row.error)
         assert by_reference[number] == 1  # one label per delivery
         assert erp[number]["TrackingNumber"] == row.tracking_numbers[0]  # read back from Exact
-    for number, field in BROKEN.items():
+    for number in BROKEN:
         assert rows[number].state is ShipmentState.QUARANTINED, (number, rows[number].state)
         assert REASONS[number] in rows[number].error, (number, rows[number].error)
         assert number not in by_reference

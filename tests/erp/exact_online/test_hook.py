@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import requests
+from tests.erp.exact_online.conftest import DIVISION, exact_connection
 
 from ml_connector import http
 from ml_connector.erp.exact_online.hook import ExactOnlineHook
@@ -17,7 +18,6 @@ from ml_connector.errors import AuthenticationError, ConfigurationError, RecordE
 from ml_connector.ledger import Ledger
 from ml_connector.secrets import SecretStore
 from ml_connector_sandbox.exact_online import AUTHORIZATION_CODE
-from tests.erp.exact_online.conftest import DIVISION, exact_connection
 
 FAST = http.RetryPolicy(attempts=2, backoff=0.01, max_backoff=0.05)
 ITEM = "a1000000-0000-4000-8000-000000000001"
