@@ -44,7 +44,7 @@ def verify(body: bytes, secret: str) -> dict[str, Any] | None:
     if match is None:
         return None
     expected = hash_code(match.group("content"), secret)
-    if not hmac.compare_digest(expected.encode(), match.group("hash").upper().encode()):
+    if not hmac.compare_digest(expected.encode(), match.group("hash").upper()):
         return None
     try:
         content = json.loads(match.group("content"))
