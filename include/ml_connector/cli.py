@@ -119,7 +119,7 @@ def _add_exact_online(sub) -> None:
         description="Without --code: print the Exact Online sign-in URL; open it, sign in and allow the app, then "
                     "run again with --code <the code, or the whole redirect URL>. With --code: exchange it and "
                     "store the refresh token (encrypted) in the ledger, where every task takes it from.")
-    authorize.add_argument("--conn-id", default="exact_online_default", help="the Exact Online connection")
+    authorize.add_argument("--conn-id", help="the Exact Online connection (default: the registry's default id)")
     authorize.add_argument("--code", help="the authorization code, or the whole URL Exact redirected to")
     authorize.add_argument("--redirect-uri", help="the app's redirect URI (default: the connection's "
                                                   "redirect_uri extra)")
@@ -132,7 +132,7 @@ def _exact_online(args: argparse.Namespace) -> int:
     from ml_connector.erp.exact_online.hook import ExactOnlineHook
     from ml_connector.errors import ConnectorError
 
-    hook = ExactOnlineHook(args.conn_id, ledger=_ledger(args.ledger_url))
+    hook = ExactOnlineHook(args.conn_id or ExactOnlineHook.default_conn_name, ledger=_ledger(args.ledger_url))
     redirect = args.redirect_uri or hook.extra("redirect_uri")
     if not redirect:
         print("the connection has no redirect_uri extra: pass --redirect-uri (the app's redirect URI in the Exact "
@@ -143,7 +143,7 @@ def _exact_online(args: argparse.Namespace) -> int:
         query = urlencode({"client_id": client_id, "redirect_uri": redirect, "response_type": "code",
                            "force_login": "0"})
         print(f"open {hook.base_url}/api/oauth2/auth?{query}\nsign in, allow the app, then run:\n"
-              f"  ml-connector exact-online authorize --conn-id {args.conn_id} --code '<the redirect URL>'")
+              f"  ml-connector exact-online authorize --conn-id {hook.conn_id} --code '<the redirect URL>'")
         return 0
     code = args.code.strip()
     if "://" in code:  # the whole redirect URL was pasted
@@ -153,7 +153,7 @@ def _exact_online(args: argparse.Namespace) -> int:
     except ConnectorError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
-    print(f"connection {args.conn_id}: authorized; the new refresh token is stored (encrypted) in {hook.ledger}")
+    print(f"connection {hook.conn_id}: authorized; the new refresh token is stored (encrypted) in {hook.ledger}")
     return 0
 
 

@@ -93,3 +93,24 @@ def test_the_sandbox_sender_reaches_a_loopback_receiver(exact, sqlite_ledger):
         sock.close()
     assert [json.loads(r["payload"])["topic"] for r in sqlite_ledger.inbox_pending("exact_online")] == \
         ["GoodsDeliveries"]
+
+
+def test_the_next_extract_fetches_the_announced_delivery_by_its_key(exact, sqlite_ledger):
+    """A webhook stored only a key: extract_orders fetches that goods delivery even outside its window."""
+    from datetime import UTC, datetime, timedelta
+
+    from ml_connector.erp.exact_online.hook import ExactOnlineHook
+    from ml_connector.erp.exact_online.source import ExactOnlineSource
+    from ml_connector.settings import load_settings
+
+    entry = {d["number"]: d for d in exact.control("exact_online", "GET", "exact_online/deliveries")}["5001"]
+    body = notification(entry["entry_id"], secret=WEBHOOK_SECRET, base=exact.url("exact_online"))
+    app = FastAPI()
+    app.include_router(make_router(secret=lambda: WEBHOOK_SECRET, ledger=lambda: sqlite_ledger), prefix="/hook")
+    assert TestClient(app).post("/hook", content=body).status_code == 200
+    source = ExactOnlineSource(load_settings("exact_online_ups"), hook=ExactOnlineHook(ledger=sqlite_ledger))
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    found = list(source.extract(long_ago, long_ago + timedelta(minutes=15)))  # an empty window
+    assert [o.number for o in found] == ["5001"]
+    assert sqlite_ledger.inbox_pending("exact_online") == []
+    assert list(source.extract(long_ago, long_ago + timedelta(minutes=15))) == []  # taken once

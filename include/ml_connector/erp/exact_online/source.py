@@ -3,6 +3,7 @@ and the UPS status out, on the goods delivery."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ml_connector.erp.exact_online import mapping as exact
+from ml_connector.erp.exact_online.webhook import SOURCE as WEBHOOK_SOURCE
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
 from ml_connector.errors import ConfigurationError, RecordError
 from ml_connector.models import Address, Order, TrackingResult, iso_country
@@ -115,15 +117,42 @@ class ExactOnlineSource(OrderSource):
             default_origin_country=self.settings.default_origin_country)
 
     def extract(self, start: datetime, end: datetime) -> Iterator[Order | ExtractFailure]:
+        seen: set[str] = set()
         for delivery in self.hook.iter_goods_deliveries(start, end):
-            if self.settings.skip_tracked and (delivery.get("TrackingNumber") or "").strip():
+            seen.add(str(delivery.get("EntryID")).strip("{}").lower())
+            yield from self._one(delivery)
+        yield from self._from_webhooks(seen)
+
+    def _one(self, delivery: dict[str, Any]) -> Iterator[Order | ExtractFailure]:
+        if self.settings.skip_tracked and (delivery.get("TrackingNumber") or "").strip():
+            return
+        try:
+            yield self.order_from(delivery)
+        except RecordError as exc:
+            yield ExtractFailure(erp=self.erp, erp_id=str(delivery.get("EntryID")).strip("{}"),
+                                 number=exact.delivery_number(delivery),
+                                 modified_at=exact.parse_date(delivery.get("Modified")), error=exc)
+
+    def _from_webhooks(self, seen: set[str]) -> Iterator[Order | ExtractFailure]:
+        """Goods deliveries announced by webhook (the inbox holds only their keys): fetched here, once."""
+        ledger = getattr(self.hook, "ledger", None)
+        if ledger is None or not hasattr(ledger, "inbox_pending"):
+            return
+        for entry in ledger.inbox_pending(WEBHOOK_SOURCE):
+            payload = json.loads(entry["payload"])
+            key = str(payload.get("key") or "").strip("{}").lower()
+            if payload.get("topic") != "GoodsDeliveries" or payload.get("action") == "Delete" or not key \
+                    or key in seen:
+                ledger.inbox_done(entry["id"])
                 continue
+            seen.add(key)
             try:
-                yield self.order_from(delivery)
-            except RecordError as exc:
-                yield ExtractFailure(erp=self.erp, erp_id=str(delivery.get("EntryID")).strip("{}"),
-                                     number=exact.delivery_number(delivery),
-                                     modified_at=exact.parse_date(delivery.get("Modified")), error=exc)
+                delivery = self.hook.get_goods_delivery(key)
+            except RecordError as exc:  # deleted since: nothing to ship
+                ledger.inbox_done(entry["id"], error=str(exc))
+                continue
+            yield from self._one(delivery)
+            ledger.inbox_done(entry["id"])
 
     def ship_from(self) -> Address:
         if self.settings.ship_from is None:
