@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: one `airflow dags test` of business_central_ups against a fresh sandbox, then the ledger table.
+# `make demo`: one `airflow dags test` of each pipeline (business_central_ups, exact_online_ups) against a fresh sandbox, then the ledger table.
 set -euo pipefail
 ML_CONNECTOR_AIRFLOW_HOME="$(cd "$(dirname "$0")/.." && pwd)/.airflow/demo"
 . "$(dirname "$0")/env.sh"
@@ -48,6 +48,26 @@ else
     echo "airflow dags test exited with $rc; see $AIRFLOW_HOME/dags-test.log"
     [ "$rc" = 124 ] && echo "(it hit DEMO_TIMEOUT=${DEMO_TIMEOUT:-900}s: a task was waiting out its retry delay)"
   fi
+fi
+echo
+python -m ml_connector_sandbox.devtools report "$PIPELINE"
+
+# -- Exact Online -> UPS (exact_online_ups): the same against the Exact Online sandbox's goods deliveries ----------
+PIPELINE=exact_online_ups
+INTERVAL="$(python -m ml_connector_sandbox.devtools data-interval "$PIPELINE" --at "$RUN_AT")" \
+  || { echo "could not compute the data interval of $PIPELINE at $RUN_AT"; exit 1; }
+read -r START END <<< "$INTERVAL"
+python -m ml_connector_sandbox.exact_online.demo --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json" \
+  --into-interval-ending "$END"
+echo
+echo "airflow dags test $PIPELINE $RUN_AT  (data interval $START .. $END; log: $AIRFLOW_HOME/dags-test-exact.log)"
+if ${TIMEOUT[@]+"${TIMEOUT[@]}"} airflow dags test "$PIPELINE" "$RUN_AT" > "$AIRFLOW_HOME/dags-test-exact.log" 2>&1; then
+  echo "run finished: success (green)"
+elif grep -q "DagRun failed" "$AIRFLOW_HOME/dags-test-exact.log"; then
+  echo "run finished: failed (red) -" \
+       "$(grep -o 'this run is red (seen [^)]*)' "$AIRFLOW_HOME/dags-test-exact.log" | head -1 || echo 'see the report task in the log')"
+else
+  echo "airflow dags test exited with an error; see $AIRFLOW_HOME/dags-test-exact.log"
 fi
 echo
 python -m ml_connector_sandbox.devtools report "$PIPELINE"
