@@ -225,3 +225,17 @@ def test_a_refused_field_keeps_exacts_message(exact, sqlite_ledger):
     entry = exact.control("exact_online", "GET", "exact_online/deliveries")[0]["entry_id"]
     with pytest.raises(RecordError, match="Field 'TrackingNumber' cannot be changed"):
         hook.update_goods_delivery(entry, {"TrackingNumber": "1Z999"})
+
+
+def test_the_region_extra_picks_the_site_when_the_host_is_empty(sqlite_ledger, monkeypatch):
+    conn = json.loads(exact_connection(""))
+    conn.pop("host")
+    conn["extra"]["region"] = "de"
+    monkeypatch.setenv("AIRFLOW_CONN_EXACT_ONLINE_DEFAULT", json.dumps(conn))
+    hook = ExactOnlineHook(ledger=sqlite_ledger)
+    assert hook.base_url == "https://start.exactonline.de"
+    assert hook.token_url == "https://start.exactonline.de/api/oauth2/token"
+    conn["extra"]["region"] = "xx"
+    monkeypatch.setenv("AIRFLOW_CONN_EXACT_ONLINE_DEFAULT", json.dumps(conn))
+    with pytest.raises(ConfigurationError, match="region 'xx'"):
+        _ = ExactOnlineHook(ledger=sqlite_ledger).base_url
