@@ -119,3 +119,16 @@ def test_sandbox_refuses_goods_leaving_the_eu_without_an_invoice(ups):
     assert_ups_error(api.ship_response(body), 400, "120301")
     assert api.ship(ship(order(ZURICH)))  # the complete invoice is accepted
     ups.reset("ups")
+
+
+def test_the_configured_country_of_origin_fills_lines_that_have_none():
+    bare = order(ZURICH, lines=[line(origin_country=None, sku="BOOT-42"), line(origin_country=None, sku="SOCK"),
+                                line(origin_country="IT", sku="GLOVE")])
+    filled = rules.with_origin_countries(bare, {"boot-42": "VN"}, "DE")
+    assert [ln.origin_country for ln in filled.lines] == ["VN", "DE", "IT"]
+    assert rules.with_origin_countries(bare) is bare  # nothing configured: nothing invented
+    carrier = UpsCarrier(hook=object(), origin_country="DE", default_origin_country="PT")
+    assert carrier.plan(bare).service_code == "11"  # the setting completes the invoice
+    with pytest.raises(RecordError) as caught:
+        UpsCarrier(hook=object(), origin_country="DE").plan(bare)
+    assert caught.value.field == "lines[0].origin_country"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import requests
+from tests.erp.exact_online.conftest import DIVISION
 
 from ml_connector_sandbox.credentials import EXACT_ONLINE_CLIENT_ID, EXACT_ONLINE_CLIENT_SECRET
 from ml_connector_sandbox.exact_online import INITIAL_REFRESH_TOKEN
-from tests.erp.exact_online.conftest import DIVISION
 
 
 def refresh(base: str, token: str, secret: str = EXACT_ONLINE_CLIENT_SECRET) -> requests.Response:

@@ -169,6 +169,18 @@ def check_reason_for_export(value: str) -> str:
     return text
 
 
+def with_origin_countries(order: Order, item_origins: dict[str, str] | None = None,
+                          default: str | None = None) -> Order:
+    """``order`` with the pipeline's configured country of origin on lines whose ERP record has none (by item
+    code, then the default): a value a person set, not a guess. Lines that have one keep it."""
+    origins = {str(k).strip().upper(): v for k, v in (item_origins or {}).items()}
+    if not (origins or default) or all(line.origin_country for line in order.lines):
+        return order
+    lines = [line if line.origin_country else line.model_copy(update={
+        "origin_country": origins.get(line.sku.strip().upper()) or default}) for line in order.lines]
+    return order.model_copy(update={"lines": lines})
+
+
 def check_customs_lines(order: Order) -> str:
     """Refuse an order whose lines lack what a commercial invoice needs, naming the line and the field; never
     guess a value. Returns the invoice's currency (every line must use one).

@@ -37,6 +37,8 @@ ADDRESS_SELECT = ("ID,AccountName,ContactName,AddressLine1,AddressLine2,AddressL
                   "Phone")
 ITEM_SELECT = "ID,Code,Description,GrossWeight,NetWeight,StatisticalCode"
 SALES_ORDER_SELECT = "OrderID,OrderNumber,Currency,SalesOrderLines/ID,SalesOrderLines/UnitPrice"
+#: the webhook inbox's source name of Exact Online notifications
+WEBHOOK_SOURCE = "exact_online"
 #: TrackingNumber on a goods delivery (Exact's field length is not published [U]; 1Z numbers have 18)
 TRACKING_NUMBER_MAX = 60
 

@@ -8,24 +8,22 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ml_connector.erp.exact_online import mapping as exact
-from ml_connector.erp.exact_online.webhook import SOURCE as WEBHOOK_SOURCE
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
 from ml_connector.errors import ConfigurationError, RecordError
-from ml_connector.models import Address, Order, TrackingResult, iso_country
+from ml_connector.models import Address, Order, TrackingResult
 from ml_connector.settings import PipelineSettings
 
 
 class ExactOnlineSettings(PipelineSettings):
     """Pipeline settings of an Exact Online pipeline.
 
+    The country of origin comes from the common settings ``item_origin_countries`` / ``default_origin_country``
+    (Exact items carry none); unset, a delivery leaving the customs area is quarantined naming ``origin_country``.
+
     :param weight_unit: the unit of the items' ``GrossWeight`` (Exact does not say; kilograms by default).
-    :param default_origin_country: country of origin of the goods for commercial invoices, when
-        ``item_origin_countries`` does not name the item (Exact items carry none); unset, a delivery leaving the
-        customs area is quarantined naming ``origin_country`` rather than guessed.
-    :param item_origin_countries: item code -> ISO country of origin.
     :param customs_values: when to read the sales order's prices and currency for the commercial invoice:
         ``foreign`` (deliveries to another country than the ship-from's, default), ``always`` or ``never``.
     :param tracking_on_lines: also write the tracking number on every goods delivery line.
@@ -37,28 +35,11 @@ class ExactOnlineSettings(PipelineSettings):
 
     erp: Literal["exact_online"] = "exact_online"
     weight_unit: Literal["LBS", "KGS"] = "KGS"
-    default_origin_country: str | None = None
-    item_origin_countries: dict[str, str] = Field(default_factory=dict)
     customs_values: Literal["foreign", "always", "never"] = "foreign"
     tracking_on_lines: bool = False
     status_field: str = Field("Remarks", min_length=1, max_length=60)
     status_texts: dict[str, str] = Field(default_factory=dict)
     skip_tracked: bool = True
-
-    @field_validator("default_origin_country")
-    @classmethod
-    def _origin(cls, value: str | None) -> str | None:
-        if value is not None and iso_country(value) is None:
-            raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code")
-        return value.upper() if value else None
-
-    @field_validator("item_origin_countries")
-    @classmethod
-    def _origins(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k, v in value.items() if iso_country(v) is None]
-        if bad:
-            raise ValueError(f"not ISO 3166 two-letter country codes for items {', '.join(bad)}")
-        return {k: v.upper() for k, v in value.items()}
 
 
 class ExactOnlineSource(OrderSource):
@@ -138,7 +119,7 @@ class ExactOnlineSource(OrderSource):
         ledger = getattr(self.hook, "ledger", None)
         if ledger is None or not hasattr(ledger, "inbox_pending"):
             return
-        for entry in ledger.inbox_pending(WEBHOOK_SOURCE):
+        for entry in ledger.inbox_pending(exact.WEBHOOK_SOURCE):
             payload = json.loads(entry["payload"])
             key = str(payload.get("key") or "").strip("{}").lower()
             if payload.get("topic") != "GoodsDeliveries" or payload.get("action") == "Delete" or not key \

@@ -23,9 +23,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ml_connector.erp.exact_online.mapping import WEBHOOK_SOURCE
+
 log = logging.getLogger(__name__)
 
-SOURCE = "exact_online"
+SOURCE = WEBHOOK_SOURCE
 _BODY = re.compile(rb'^\s*\{\s*"Content"\s*:\s*(?P<content>.*)\s*,\s*"HashCode"\s*:\s*"(?P<hash>[0-9A-Fa-f]*)"\s*\}\s*$',
                    re.DOTALL)
 
