@@ -108,6 +108,55 @@ def _add_shipments(sub) -> None:
         parser.add_argument("--by", help="who decides (default: the OS user)")
 
 
+# -- exact-online authorize (Exact Online's authorization-code exchange) -----------------------------------------
+
+def _add_exact_online(sub) -> None:
+    exact = sub.add_parser("exact-online", help="Exact Online: authorize the app (first use, or after the refresh "
+                                                "token was lost or expired)")
+    commands = exact.add_subparsers(dest="exact_command", required=True)
+    authorize = commands.add_parser(
+        "authorize", help="complete the OAuth authorization-code exchange and store the new refresh token",
+        description="Without --code: print the Exact Online sign-in URL; open it, sign in and allow the app, then "
+                    "run again with --code <the code, or the whole redirect URL>. With --code: exchange it and "
+                    "store the refresh token (encrypted) in the ledger, where every task takes it from.")
+    authorize.add_argument("--conn-id", help="the Exact Online connection (default: the registry's default id)")
+    authorize.add_argument("--code", help="the authorization code, or the whole URL Exact redirected to")
+    authorize.add_argument("--redirect-uri", help="the app's redirect URI (default: the connection's "
+                                                  "redirect_uri extra)")
+    authorize.add_argument("--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
+
+
+def _exact_online(args: argparse.Namespace) -> int:
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    from ml_connector.erp.exact_online.hook import ExactOnlineHook
+    from ml_connector.errors import ConnectorError
+
+    hook = ExactOnlineHook(args.conn_id or ExactOnlineHook.default_conn_name, ledger=_ledger(args.ledger_url))
+    redirect = args.redirect_uri or hook.extra("redirect_uri")
+    if not redirect:
+        print("the connection has no redirect_uri extra: pass --redirect-uri (the app's redirect URI in the Exact "
+              "App Center)", file=sys.stderr)
+        return 1
+    if not args.code:
+        client_id, _ = hook.credentials()
+        query = urlencode({"client_id": client_id, "redirect_uri": redirect, "response_type": "code",
+                           "force_login": "0"})
+        print(f"open {hook.base_url}/api/oauth2/auth?{query}\nsign in, allow the app, then run:\n"
+              f"  ml-connector exact-online authorize --conn-id {hook.conn_id} --code '<the redirect URL>'")
+        return 0
+    code = args.code.strip()
+    if "://" in code:  # the whole redirect URL was pasted
+        code = (parse_qs(urlsplit(code).query).get("code") or [""])[0]
+    try:
+        hook.exchange_code(code, redirect)
+    except ConnectorError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"connection {hook.conn_id}: authorized; the new refresh token is stored (encrypted) in {hook.ledger}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-connector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         db_sub.add_parser(name, help=text).add_argument(
             "--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
     _add_shipments(sub)
+    _add_exact_online(sub)
     args = parser.parse_args(argv)
 
     if args.command == "generate-key":
@@ -142,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         return _db(args.db_command, args.ledger_url)
     if args.command == "shipments":
         return _shipments(args)
+    if args.command == "exact-online":
+        return _exact_online(args)
     if args.command == "ledger":
         rows = _ledger(args.ledger_url).list(args.pipeline)
         for row in rows:

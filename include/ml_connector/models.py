@@ -98,10 +98,24 @@ class Package(_Record):
 
 
 class OrderLine(_Record):
+    """One line of goods. The customs fields (``unit_value`` to ``hs_code``) are optional: an ERP fills what it
+    has, and the carrier decides which it needs (a commercial invoice for goods leaving the customs area);
+    a value a carrier needs but the line lacks quarantines the order, it is never guessed.
+
+    :param unit_value: value of one unit, in ``currency``.
+    :param currency: ISO 4217 code of ``unit_value``.
+    :param origin_country: ISO 3166 alpha-2 country where the goods were made.
+    :param hs_code: the customs tariff (HS / commodity) code, where the ERP has one.
+    """
+
     sku: str
     description: str | None = None
     quantity: Decimal
     unit_weight: Decimal | None = None
+    unit_value: Decimal | None = None
+    currency: str | None = None
+    origin_country: str | None = None
+    hs_code: str | None = None
 
 
 class Order(_Record):
@@ -127,6 +141,8 @@ class Order(_Record):
     modified_at: datetime | None = None
     etag: str | None = None
     customer_reference: str | None = None
+    #: written or printed papers of no commercial value (no commercial invoice needed)
+    documents_only: bool = False
 
 
 class AddressStatus(enum.StrEnum):

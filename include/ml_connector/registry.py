@@ -71,6 +71,15 @@ ERPS: dict[str, Vendor] = {
             settings="ml_connector.erp.acumatica.source.AcumaticaSettings",
             webhook="ml_connector.erp.acumatica.webhook.router",
         ),
+        Vendor(
+            name="exact_online", kind="erp", display_name="Exact Online",
+            conn_type="exact_online", default_conn_id="exact_online_default",
+            hook="ml_connector.erp.exact_online.hook.ExactOnlineHook",
+            implementation="ml_connector.erp.exact_online.source.ExactOnlineSource",
+            connection_form="ml_connector.erp.exact_online.connection.CONNECTION_FORM",
+            settings="ml_connector.erp.exact_online.source.ExactOnlineSettings",
+            webhook="ml_connector.erp.exact_online.webhook.router",
+        ),
     )
 }
 

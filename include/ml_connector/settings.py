@@ -62,6 +62,13 @@ class PipelineSettings(BaseModel):
     item_weights: dict[str, Decimal] = Field(default_factory=dict)
     weight_unit: Literal["LBS", "KGS"] = "LBS"
     label_folder: str | None = None
+    # international shipments: ReasonForExport of the commercial invoice UPS needs for goods leaving the customs
+    # area (SALE, GIFT, SAMPLE, RETURN, REPAIR, INTERCOMPANYDATA or another reason up to 20 characters)
+    reason_for_export: str = Field("SALE", min_length=1, max_length=20)
+    # country of origin of the goods on commercial invoices, for lines whose ERP record has none (item code ->
+    # ISO country, then the default); unset, such an order is quarantined naming the line's origin_country
+    default_origin_country: str | None = None
+    item_origin_countries: dict[str, str] = Field(default_factory=dict)
     # write-back and tracking
     writeback: bool = True
     track: bool = True
@@ -120,6 +127,25 @@ class PipelineSettings(BaseModel):
         if bad:
             raise ValueError(f"weights must be > 0 (items {', '.join(bad)})")
         return value
+
+    @field_validator("default_origin_country")
+    @classmethod
+    def _origin_country(cls, value: str | None) -> str | None:
+        from ml_connector.models import iso_country
+
+        if value is not None and iso_country(value) is None:
+            raise ValueError(f"{value!r} is not an ISO 3166 two-letter country code")
+        return value.upper() if value else None
+
+    @field_validator("item_origin_countries")
+    @classmethod
+    def _origin_countries(cls, value: dict[str, str]) -> dict[str, str]:
+        from ml_connector.models import iso_country
+
+        bad = [k for k, v in value.items() if iso_country(v) is None]
+        if bad:
+            raise ValueError(f"not ISO 3166 two-letter country codes for items {', '.join(bad)}")
+        return {str(k).strip().upper(): v.upper() for k, v in value.items()}
 
     @model_validator(mode="after")
     def _retry_delays(self) -> PipelineSettings:

@@ -31,10 +31,15 @@ ACUMATICA_TENANT = "RevisionTwo"
 #: an OAuth client (Connected Applications) of the Acumatica sandbox: ``POST /identity/connect/token``
 ACUMATICA_OAUTH_CLIENT_ID = "sandbox-oauth-client@RevisionTwo"
 ACUMATICA_OAUTH_CLIENT_SECRET = "sandbox-oauth-secret"
+#: Exact Online app (App Center "Client ID" / "Client secret"): the ``exact_online_default`` login / password;
+#: anything else is HTTP 401 ``invalid_client`` from ``POST /api/oauth2/token``.
+EXACT_ONLINE_CLIENT_ID = "sandbox-exact-client-id"
+EXACT_ONLINE_CLIENT_SECRET = "sandbox-exact-client-secret"
 
 #: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
 SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
     "ups": (UPS_CLIENT_ID, UPS_CLIENT_SECRET),
     "business_central": (BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET),
     "acumatica": (ACUMATICA_USERNAME, ACUMATICA_PASSWORD),
+    "exact_online": (EXACT_ONLINE_CLIENT_ID, EXACT_ONLINE_CLIENT_SECRET),
 }

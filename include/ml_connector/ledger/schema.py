@@ -195,3 +195,19 @@ secrets = sa.Table(
     sa.Column("refused_until", sa.Float),
     sa.Column("refused_reason", sa.Text),
 )
+
+# revision 0008 (Exact Online): an API's call budget, shared by every task and worker (rate-limit headers, the
+# reset times they announce, and the error answers counted against the vendor's errors-per-hour block)
+rate_budgets = sa.Table(
+    "ml_rate_budgets",
+    metadata,
+    sa.Column("name", sa.String(250), primary_key=True),
+    sa.Column("minute_remaining", sa.Integer),
+    sa.Column("minute_reset", sa.Float),
+    sa.Column("day_remaining", sa.Integer),
+    sa.Column("day_reset", sa.Float),
+    sa.Column("window_start", sa.Float),
+    sa.Column("window_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors_since", sa.Float),
+    sa.Column("errors", sa.Integer, nullable=False, server_default="0"),
+)

@@ -38,6 +38,12 @@ PACKAGE_REFERENCE_NOT_ALLOWED = ("120542", "Package/ReferenceNumber is not allow
 #: sandbox: Shipping.yaml says BillShipper.AccountNumber "must be the same as the shipper number";
 #: UPS does not publish the code it answers, 120120 is our pick.
 BILL_SHIPPER_MISMATCH = ("120120", "BillShipper/AccountNumber must be the same as Shipper/ShipperNumber")
+#: sandbox: goods leaving the customs area without a commercial invoice, or an invoice without what Shipping.yaml
+#: says "Required for Invoice forms" (InvoiceNumber, InvoiceDate, ReasonForExport, CurrencyCode, SoldTo, Product
+#: Unit and OriginCountryCode). UPS does not publish these codes; 120300/120301 are our picks.
+INTERNATIONAL_FORMS_MISSING = ("120300", "InternationalForms with an Invoice (FormType 01) is required for this "
+                                         "shipment")
+INTERNATIONAL_FORMS_INVALID = "120301"
 #: sandbox (code from the brief): Service.Code not in the Shipping.yaml service table.
 SERVICE_INVALID = ("120051", "Invalid service")
 

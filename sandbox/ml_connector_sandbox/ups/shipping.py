@@ -22,6 +22,8 @@ from ml_connector_sandbox.ups import errors as codes
 from ml_connector_sandbox.ups.errors import (
     BILL_SHIPPER_MISMATCH,
     INTERNAL_ERROR,
+    INTERNATIONAL_FORMS_INVALID,
+    INTERNATIONAL_FORMS_MISSING,
     PACKAGE_REFERENCE_NOT_ALLOWED,
     SCHEMA_INVALID,
     SERVICE_INVALID,
@@ -133,6 +135,49 @@ def _check_reference_placement(shipment: dict[str, Any]) -> None:
         raise ups_error_from(400, PACKAGE_REFERENCE_NOT_ALLOWED)
 
 
+#: The EU customs union (goods move between its members without customs formalities).
+EU_CUSTOMS_UNION = frozenset({
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
+    "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+})
+
+
+def _customs_area(country: str) -> str:
+    country = country.upper()
+    return "EU" if country in EU_CUSTOMS_UNION else "US" if country in {"US", "PR"} else country
+
+
+def _check_international_forms(shipment: dict[str, Any]) -> None:
+    """Goods leaving the customs area (EU -> outside, US -> outside) need a commercial invoice, and an Invoice
+    form needs the elements Shipping.yaml calls "Required for Invoice forms"."""
+    origin = origin_address(shipment).get("CountryCode", "")
+    destination = shipment["ShipTo"]["Address"].get("CountryCode", "")
+    forms = (shipment.get("ShipmentServiceOptions") or {}).get("InternationalForms")
+    leaves = _customs_area(origin) != _customs_area(destination) and "DocumentsOnlyIndicator" not in shipment
+    if leaves and (not forms or "01" not in _as_list(forms.get("FormType"))):
+        raise ups_error_from(400, INTERNATIONAL_FORMS_MISSING)
+    if not forms or "01" not in _as_list(forms.get("FormType")):
+        return
+    path = "$.ShipmentRequest.Shipment.ShipmentServiceOptions.InternationalForms"
+    for name in ("InvoiceNumber", "InvoiceDate", "ReasonForExport", "CurrencyCode"):
+        if not forms.get(name):
+            raise ups_error(400, INTERNATIONAL_FORMS_INVALID, f"{path}.{name} is required for Invoice forms")
+    if not (forms.get("Contacts") or {}).get("SoldTo"):
+        raise ups_error(400, INTERNATIONAL_FORMS_INVALID, f"{path}.Contacts.SoldTo is required for Invoice forms")
+    for index, product in enumerate(_as_list(forms.get("Product"))):
+        for name in ("Unit", "OriginCountryCode"):
+            if not product.get(name):
+                raise ups_error(400, INTERNATIONAL_FORMS_INVALID,
+                                f"{path}.Product[{index}].{name} is required for Invoice forms")
+        try:
+            value = float(product["Unit"]["Value"])
+        except (KeyError, TypeError, ValueError):
+            value = 0.0
+        if value <= 0:  # "Amount should be greater than zero" (#/c/s/Product_Unit/properties/Value)
+            raise ups_error(400, INTERNATIONAL_FORMS_INVALID,
+                            f"{path}.Product[{index}].Unit.Value must be greater than zero")
+
+
 def label_format(request: dict[str, Any]) -> str:
     """The requested label format (GIF when no LabelSpecification is sent)."""
     spec = request["ShipmentRequest"].get("LabelSpecification") or {}
@@ -153,6 +198,7 @@ def check_ship_rules(request: dict[str, Any]) -> None:
     _check_service(shipment)
     _check_bill_shipper(shipment)
     _check_reference_placement(shipment)
+    _check_international_forms(shipment)
     _check_label_format(request)
 
 

@@ -35,6 +35,7 @@ from ml_connector.models import (
     AddressStatus,
     Dimensions,
     Order,
+    OrderLine,
     Package,
     TrackingStatus,
 )
@@ -52,8 +53,11 @@ def order(number="S-ORD101001", country="US", lines=("12 Willow Lane", "Apt 3B")
     if country == "CA":
         address.update(city="Toronto", state="ON", postal_code="M5V 2T6")
     address.update(ship_to)
+    # goods leaving the US need a commercial invoice: the lines carry its values
+    goods = [OrderLine(sku="1896-S", description="Athens Desk", quantity=Decimal(2), unit_value=Decimal("649.4"),
+                       currency="USD", origin_country="US", hs_code="940330")] if country != "US" else []
     return Order(erp="business_central", erp_id=f"id-{number}", number=number, ship_method="GROUND",
-                 ship_to=Address(**address),
+                 ship_to=Address(**address), lines=goods,
                  packages=[Package(weight=Decimal("4.5"), dimensions=Dimensions(length=10, width=8, height=6))])
 
 

@@ -106,7 +106,8 @@ def make_order(ship_to: Address = US_CUSTOMER, packages: list[Package] | None = 
         ]
     return Order(erp="business_central", erp_id="guid-1", number=kw.pop("number", "SO-1001"), ship_method="GROUND",
                  ship_to=ship_to, packages=packages,
-                 lines=[OrderLine(sku="W-1", description="9 mm steel screws", quantity=Decimal("2"))], **kw)
+                 lines=[OrderLine(sku="W-1", description="9 mm steel screws", quantity=Decimal("2"),
+                                  unit_value=Decimal("4.5"), currency="USD", origin_country="US")], **kw)
 
 
 def ship(order: Order | None = None, **kw: Any) -> dict[str, Any]:

@@ -119,6 +119,14 @@ def test_international_order_keeps_canadian_postcode_and_province(seed_orders):
     order = order_of(seed_orders["S-ORD101005"])
     assert (order.ship_to.country, order.ship_to.state, order.ship_to.postal_code) == ("CA", "ON", "M5X 1C7")
     assert order.ship_method == "STANDARD"
+    # the customs values a commercial invoice needs: the line's unit price in the order's currency
+    assert (order.lines[0].unit_value, order.lines[0].currency) == (Decimal("1394.6"), "USD")
+    assert order.lines[0].origin_country is None  # API v2.0 items carry none: a setting, never a guess
+
+
+def test_a_line_without_price_or_an_order_without_currency_leaves_them_empty():
+    order = order_of(doc(currencyCode=""))
+    assert (order.lines[0].unit_value, order.lines[0].currency) == (None, None)
 
 
 def test_carrier_rules_are_left_to_the_carrier(seed_orders):

@@ -60,7 +60,21 @@ def to_canada(request: dict[str, Any]) -> dict[str, Any]:
     request["ShipmentRequest"]["Shipment"]["ShipTo"]["Address"] = {
         "AddressLine": ["290 Bremner Blvd"], "City": "Toronto", "StateProvinceCode": "ON", "PostalCode": "M5V3L9",
         "CountryCode": "CA"}
+    # goods leaving the US: the commercial invoice UPS requires
+    request["ShipmentRequest"]["Shipment"]["ShipmentServiceOptions"] = {"InternationalForms": INVOICE}
     return request
+
+
+#: a minimal complete commercial invoice (InternationalForms, FormType 01)
+INVOICE: dict[str, Any] = {
+    "FormType": ["01"], "InvoiceNumber": "SO-777", "InvoiceDate": "20261129", "ReasonForExport": "SALE",
+    "CurrencyCode": "USD",
+    "Contacts": {"SoldTo": {"Name": "Maple Pets", "AttentionName": "Ann Lee", "Address": {
+        "AddressLine": ["290 Bremner Blvd"], "City": "Toronto", "StateProvinceCode": "ON", "PostalCode": "M5V3L9",
+        "CountryCode": "CA"}}},
+    "Product": [{"Description": ["Dog bowls"], "Unit": {"Number": "2", "UnitOfMeasurement": {"Code": "PCS"},
+                                                       "Value": "12.50"}, "OriginCountryCode": "US"}],
+}
 
 
 def xav_request(line: str, *, name: str = "Happy Dog Pet Supply", city: str | None = "Timonium",

@@ -37,19 +37,32 @@ class UpsCarrier(Carrier):
         ``customer_reference``), the first one being what lookups by reference use.
     :param negotiated_rates: ask for the account's negotiated rates.
     :param ups_conn_id: the Airflow connection id when ``hook`` is not given.
+    :param origin_country: where parcels leave from (the pipeline's ``ship_from`` country) when known before
+        the purchase: then :meth:`plan` already refuses goods leaving the customs area whose lines lack what
+        the commercial invoice needs. Unknown, the same check runs when the label is bought.
+    :param reason_for_export: the commercial invoice's ReasonForExport (``SALE``...).
+    :param default_origin_country: country of origin for invoice lines whose ERP record has none.
+    :param item_origin_countries: item code -> country of origin, tried first.
     """
 
     name = "ups"
 
     def __init__(self, hook: UpsHook | None = None, *, ship_method_map: Mapping[str, str] | None = None,
                  reference_fields: Sequence[str] = ("number", "customer_reference"),
-                 negotiated_rates: bool = True, ups_conn_id: str = "ups_default", ledger: Any = None) -> None:
+                 negotiated_rates: bool = True, ups_conn_id: str = "ups_default", ledger: Any = None,
+                 origin_country: str | None = None, reason_for_export: str = "SALE",
+                 default_origin_country: str | None = None,
+                 item_origin_countries: Mapping[str, str] | None = None) -> None:
         self._hook = hook
         self.ups_conn_id = ups_conn_id
         self.ledger = ledger
         self.ship_method_map = build_ship_method_map(ship_method_map)
         self.reference_fields = list(reference_fields)
         self.negotiated_rates = negotiated_rates
+        self.origin_country = origin_country
+        self.reason_for_export = rules.check_reason_for_export(reason_for_export)
+        self.default_origin_country = default_origin_country
+        self.item_origin_countries = dict(item_origin_countries or {})
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings, *, ledger: Any = None,
@@ -57,7 +70,14 @@ class UpsCarrier(Carrier):
         """The carrier of one pipeline (its ``ship_method_map``, ``reference_fields``, ``negotiated_rates``)."""
         return cls(hook, ship_method_map=settings.ship_method_map, reference_fields=settings.reference_fields,
                    negotiated_rates=settings.negotiated_rates, ups_conn_id=settings.carrier_connection_id,
-                   ledger=ledger)
+                   ledger=ledger, origin_country=settings.ship_from.country if settings.ship_from else None,
+                   reason_for_export=getattr(settings, "reason_for_export", "SALE"),
+                   default_origin_country=getattr(settings, "default_origin_country", None),
+                   item_origin_countries=getattr(settings, "item_origin_countries", None))
+
+    def _customs_ready(self, order: Order) -> Order:
+        """The order with the configured countries of origin on lines that have none."""
+        return rules.with_origin_countries(order, self.item_origin_countries, self.default_origin_country)
 
     @staticmethod
     def check_ship_method_map(value: Mapping[str, str]) -> dict[str, str]:
@@ -83,6 +103,8 @@ class UpsCarrier(Carrier):
         if not order.packages:
             raise MissingWeight("the order has no package weight", record=order.number, field="weight")
         rules.check_ship_to(order.ship_to, record=order.number)
+        if rules.needs_commercial_invoice(order, self.origin_country):
+            rules.check_customs_lines(self._customs_ready(order))
         return LabelPlan(service_code=code, service_name=SERVICE_CODES[code], references=refs)
 
     def validate_address(self, address: Address) -> AddressValidation | None:
@@ -97,9 +119,9 @@ class UpsCarrier(Carrier):
         layer already raises that for those, and for the 5xx it retries idempotent calls on)."""
         try:
             return self.hook.create_shipment(
-                order, service_code=plan.service_code, shipper=shipper, reference=plan.reference,
+                self._customs_ready(order), service_code=plan.service_code, shipper=shipper, reference=plan.reference,
                 extra_references=plan.references[1:], residential=residential,
-                negotiated_rates=self.negotiated_rates)
+                negotiated_rates=self.negotiated_rates, reason_for_export=self.reason_for_export)
         except ApiError as exc:
             if exc.status is not None and exc.status >= 500:
                 raise AmbiguousRequestError(

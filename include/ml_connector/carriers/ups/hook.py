@@ -167,7 +167,7 @@ class UpsHook(ConnectorHook):
     def create_shipment(self, order: Order, *, service_code: str, shipper: Address, reference: str,
                         ship_from: Address | None = None, residential: bool | None = None,
                         negotiated_rates: bool = True, reference_code: str | None = None,
-                        extra_references: Iterable[str] = ()) -> ShipmentResult:
+                        extra_references: Iterable[str] = (), reason_for_export: str = "SALE") -> ShipmentResult:
         """Buy a label. Not idempotent at UPS: callers must hold the ledger claim (see CreateShipmentOperator).
 
         :param order: the order to ship (ship-to and packages).
@@ -179,6 +179,7 @@ class UpsHook(ConnectorHook):
         :param negotiated_rates: ask for the account's negotiated rates.
         :param reference_code: the UPS reference code qualifying ``reference``.
         :param extra_references: more references (PO numbers).
+        :param reason_for_export: the commercial invoice's reason when the goods leave the customs area.
         :raises AmbiguousRequestError: no answer came back; look the label up by reference before retrying.
         """
         body = mapping.build_ship_request(
@@ -187,6 +188,7 @@ class UpsHook(ConnectorHook):
             extra_references=list(extra_references),
             negotiated_rates=negotiated_rates, label_format=self.label_format,
             label_stock_height=self.label_stock_height, residential=residential, customer_context=order.number,
+            reason_for_export=reason_for_export,
         )
         _, answer = self._call("POST", f"/api/shipments/{SHIP_VERSION}/ship", json=body, idempotent=False)
         return mapping.parse_ship_response(answer)

@@ -11,6 +11,8 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from ml_connector.carriers.ups.codes import LABEL_FORMATS, LABEL_STOCK_HEIGHTS, SERVICE_CODES
@@ -29,8 +31,11 @@ from ml_connector.carriers.ups.rules import (
     DEFAULT_PACKAGING_CODE,
     POSTAL_CODE_REQUIRED,
     STATE_REQUIRED,
+    check_customs_lines,
+    check_reason_for_export,
     check_reference,
     check_shipper_number,
+    needs_commercial_invoice,
 )
 from ml_connector.errors import (
     AmbiguousRequestError,
@@ -190,6 +195,77 @@ def _goods_description(order: Order) -> str | None:
     return joined[:DESCRIPTION_MAX].rstrip(", ") or None
 
 
+#: InternationalForms limits (Shipping.yaml ``#/c/s/ShipmentServiceOptions_InternationalForms``,
+#: ``#/c/s/InternationalForms_Product``, ``#/c/s/Product_Unit``)
+INVOICE_NUMBER_MAX = 35
+PRODUCT_DESCRIPTION_MAX = 35  # Product.Description items
+PART_NUMBER_MAX = 35
+UNIT_NUMBER_MAX = 7  # Product.Unit.Number
+UNIT_VALUE_MAX = 19  # Product.Unit.Value
+FORM_TYPE_INVOICE = "01"
+#: Product.Unit.UnitOfMeasurement.Code for pieces ("Product Unit of Measure Codes" appendix)
+UNIT_PIECES = "PCS"
+
+
+def _decimal_text(value: Decimal, *, limit: int, record: str, field: str, places: int | None = None) -> str:
+    text = format(value.quantize(Decimal(1).scaleb(-places)) if places is not None else value.normalize(), "f")
+    if len(text) > limit:
+        raise RecordError(f"{field} {text} has {len(text)} characters; UPS accepts at most {limit}", record=record,
+                          field=field)
+    return text
+
+
+def build_international_forms(order: Order, *, reason_for_export: str = "SALE",
+                              invoice_date: date | None = None) -> dict[str, Any]:
+    """The commercial invoice (``ShipmentServiceOptions.InternationalForms``, FormType 01) of ``order``: one
+    Product per line (description, quantity in pieces, unit value, origin country, HS code when the line has
+    one), the ship-to as SoldTo, the order number as invoice number.
+
+    :param reason_for_export: ``SALE`` (default), ``GIFT``, ``SAMPLE``, ``RETURN``, ``REPAIR``... (a setting).
+    :param invoice_date: default today.
+    :raises RecordError: a line lacks a value the invoice needs (the field is named, nothing is guessed).
+    """
+    record = order.number
+    currency = check_customs_lines(order)
+    reason = check_reason_for_export(reason_for_export)
+    if len(order.number) > INVOICE_NUMBER_MAX:
+        raise RecordError(f"order number {order.number!r} is longer than the {INVOICE_NUMBER_MAX} characters of "
+                          "a UPS invoice number", record=record, field="number")
+    products = []
+    for index, line in enumerate(order.lines):
+        where = f"lines[{index}]"
+        product: dict[str, Any] = {
+            # free text on the invoice: cut to the field, the item number stays in PartNumber
+            "Description": [line.description.strip()[:PRODUCT_DESCRIPTION_MAX]],
+            "Unit": {
+                "Number": _decimal_text(line.quantity, limit=UNIT_NUMBER_MAX, record=record,
+                                        field=f"{where}.quantity"),
+                "UnitOfMeasurement": {"Code": UNIT_PIECES},
+                "Value": _decimal_text(line.unit_value, limit=UNIT_VALUE_MAX, record=record,
+                                       field=f"{where}.unit_value", places=2),
+            },
+            "OriginCountryCode": line.origin_country.strip().upper(),
+        }
+        if line.hs_code and line.hs_code.strip():
+            product["CommodityCode"] = line.hs_code.strip()
+        if line.sku and len(line.sku) <= PART_NUMBER_MAX:
+            product["PartNumber"] = line.sku
+        products.append(product)
+    sold_to = _Party("ship_to", order.ship_to, record).build()
+    # SoldTo requires AttentionName (#/c/s/Contacts_SoldTo required): the contact, else the name
+    sold_to.setdefault("AttentionName", sold_to["Name"])
+    sold_to["Address"] = {k: v for k, v in sold_to["Address"].items() if k != "ResidentialAddressIndicator"}
+    return {
+        "FormType": [FORM_TYPE_INVOICE],
+        "Contacts": {"SoldTo": sold_to},
+        "Product": products,
+        "InvoiceNumber": order.number,
+        "InvoiceDate": (invoice_date or date.today()).strftime("%Y%m%d"),
+        "ReasonForExport": reason,
+        "CurrencyCode": currency,
+    }
+
+
 def build_ship_request(
     order: Order,
     *,
@@ -207,6 +283,8 @@ def build_ship_request(
     residential: bool | None = None,
     customer_context: str | None = None,
     description: str | None = None,
+    reason_for_export: str = "SALE",
+    invoice_date: date | None = None,
 ) -> dict[str, Any]:
     """Build the ``{"ShipmentRequest": ...}`` body that buys labels for one order (Shipping.yaml SHIPRequestWrapper).
 
@@ -227,6 +305,10 @@ def build_ship_request(
         ``order.ship_to.residential``. Only ``True`` sends the indicator.
     :param customer_context: echoed back by UPS; defaults to the order number.
     :param description: description of goods; defaults to the order lines' descriptions.
+    :param reason_for_export: the commercial invoice's reason, for goods leaving the customs area of the
+        origin (ship-from, else shipper): then ``InternationalForms`` is built from the lines
+        (:func:`build_international_forms`), and the references go at shipment level.
+    :param invoice_date: the invoice's date (default today).
     :raises ConfigurationError: a setting (shipper number, label format, shipper address...) is invalid.
     :raises MissingWeight: the order has no packages.
     :raises ReferenceTooLong: the reference is longer than 35 characters.
@@ -286,12 +368,19 @@ def build_ship_request(
     shipment["Service"] = {"Code": code, "Description": SERVICE_CODES[code]}
 
     packages = [_package(package, i, record) for i, package in enumerate(order.packages)]
-    if (shipper.country, order.ship_to.country) in PACKAGE_REFERENCE_PAIRS:
+    # the pair is origin (ShipFrom, else Shipper) -> destination, as UPS reads it
+    if ((ship_from or shipper).country, order.ship_to.country) in PACKAGE_REFERENCE_PAIRS:
         for package in packages:
             package["ReferenceNumber"] = [dict(entry) for entry in reference_entries]
     else:
         shipment["ReferenceNumber"] = reference_entries
     shipment["Package"] = packages
+    if order.documents_only:
+        shipment["DocumentsOnlyIndicator"] = ""  # presence flag (trap 5)
+    origin = (ship_from or shipper).country
+    if needs_commercial_invoice(order, origin):
+        shipment["ShipmentServiceOptions"] = {"InternationalForms": build_international_forms(
+            order, reason_for_export=reason_for_export, invoice_date=invoice_date)}
 
     label: dict[str, Any] = {"LabelImageFormat": {"Code": label_code}}
     if label_code == "GIF":

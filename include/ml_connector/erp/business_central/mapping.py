@@ -76,8 +76,13 @@ def order_from_sales_order(
     ship_to = _ship_to(doc, number, default_country)
     lines = _item_lines(doc, number)
     weights = _unit_weights(lines, number, default_weight_per_unit, item_weights)
+    # customs values for international shipments (the carrier decides whether it needs them): the line's unit
+    # price in the order's currency; an empty currency code or price is left empty, never guessed
+    prices = _unit_prices(doc, number)
+    currency = (_text(doc.get("currencyCode")) or "").upper() or None
     order_lines = [
-        OrderLine(sku=sku, description=description, quantity=quantity, unit_weight=weights[sku])
+        OrderLine(sku=sku, description=description, quantity=quantity, unit_weight=weights[sku],
+                  unit_value=prices.get(sku), currency=currency)
         for sku, description, quantity in lines
     ]
     total = sum((line.quantity * weights[line.sku] for line in order_lines), Decimal(0))
@@ -301,6 +306,19 @@ def _item_lines(doc: Mapping[str, Any], number: str) -> list[tuple[str, str | No
         raise RecordError("no item quantity left to ship (no Item lines, or all shipped already)",
                           record=number, field="salesOrderLines")
     return result
+
+
+def _unit_prices(doc: Mapping[str, Any], number: str) -> dict[str, Decimal]:
+    """Item number -> ``unitPrice`` of its (first) item line with a price above zero."""
+    prices: dict[str, Decimal] = {}
+    for line in doc.get("salesOrderLines") or []:
+        sku = _text(line.get("lineObjectNumber"))
+        if _text(line.get("lineType")) != "Item" or sku is None or line.get("unitPrice") in (None, ""):
+            continue
+        price = _decimal(line.get("unitPrice"), number=number, field="unitPrice")
+        if price > 0:
+            prices.setdefault(sku.upper(), price)
+    return prices
 
 
 def _unit_weights(
