@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ml_connector.carriers.protocol import Carrier, LabelPlan
@@ -45,7 +46,7 @@ from ml_connector.errors import (
     RetryableError,
 )
 from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
-from ml_connector.models import Address, AddressStatus, Label, Order, ShipmentResult
+from ml_connector.models import Address, AddressStatus, Label, Money, Order, ShipmentResult
 
 #: Default settle window: how long an uncertain purchase is looked up by reference before a person is asked.
 #: Far above the minutes a carrier's reference index can lag behind a purchase.
@@ -404,6 +405,9 @@ class ShipmentService:
                                    message="write-back is off for this pipeline")
             return row.tracking_numbers
         source.write_tracking(row.order, row.tracking_numbers, row.service_code)
+        charges = _money(row.charges)
+        if charges is not None:
+            source.write_charges(row.order, charges)
         self.ledger.transition(row.id, ShipmentState.WRITTEN_BACK, step="writeback", actor=self.actor,
                                message=f"{', '.join(row.tracking_numbers)} written to {row.erp} {row.order_number}",
                                error=None, error_step=None)
@@ -644,3 +648,12 @@ def _raise_for_unusable_address(order: Order, result: Any) -> None:
             for c in result.candidates[:3])
         raise InvalidAddress(f"the ship-to address is ambiguous; the carrier suggests: {options}. Pick one in "
                              "the ERP", record=order.number, field="ship_to")
+
+
+def _money(stored: str | None) -> Money | None:
+    """The ledger's ``charges`` column (``"12.34 USD"``) as :class:`Money`; None when absent or unreadable."""
+    amount, _, currency = (stored or "").strip().partition(" ")
+    try:
+        return Money(amount=Decimal(amount), currency=currency.strip()) if amount and currency.strip() else None
+    except (InvalidOperation, ValueError):
+        return None

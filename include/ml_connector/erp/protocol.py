@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ml_connector.errors import RecordError
-from ml_connector.models import Address, Label, Order, TrackingResult
+from ml_connector.models import Address, Label, Money, Order, TrackingResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from ml_connector.settings import PipelineSettings
@@ -102,4 +102,10 @@ class OrderSource(abc.ABC):
     def attach_label(self, order: Order, label: Label, filename: str) -> bool:
         """Attach the label file to the ERP document, where the ERP can hold files (idempotent: a replay
         creates no second attachment). Returns ``False`` when this ERP does not take attachments."""
+        return False
+
+    def write_charges(self, order: Order, charges: Money) -> bool:
+        """Record what the label cost (the carrier's negotiated charges when it returned them, else the
+        published ones) on the ERP document, where the ERP can hold it (idempotent: called after
+        :meth:`write_tracking` on every write-back). Returns ``False`` when this ERP does not take it."""
         return False
