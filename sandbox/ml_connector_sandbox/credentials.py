@@ -23,8 +23,14 @@ UPS_CLIENT_SECRET = "sandbox-client-secret"
 BUSINESS_CENTRAL_CLIENT_ID = "sandbox-entra-client-id"
 BUSINESS_CENTRAL_CLIENT_SECRET = "sandbox-entra-client-secret"
 
+#: SYSPRO e.net operator (the ``syspro_default`` login / password); the OData service's Basic credentials and the
+#: company are in ``syspro/seed.json`` (company ``EDU1``, ``sandbox-odata-user`` / ``sandbox-odata-password``).
+SYSPRO_OPERATOR = "sandbox-operator"
+SYSPRO_OPERATOR_PASSWORD = "sandbox-operator-password"
+
 #: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
 SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
     "ups": (UPS_CLIENT_ID, UPS_CLIENT_SECRET),
     "business_central": (BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET),
+    "syspro": (SYSPRO_OPERATOR, SYSPRO_OPERATOR_PASSWORD),
 }
