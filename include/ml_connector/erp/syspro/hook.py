@@ -163,13 +163,13 @@ class SysproHook(ConnectorHook):
         if text.upper().startswith("ERROR"):
             if self._pattern("licence_limit_pattern", DEFAULT_LICENCE_LIMIT).search(text):
                 raise SysproLicenceLimit(f"SYSPRO has no free e.net licence seat for operator '{operator}': "
-                                         f"{self._clean(text)}", vendor=self.vendor, status=200)
+                                         f"{self._clean(text)}", vendor=self.vendor, status=None)
             raise SysproSessionError(f"SYSPRO refused the logon of operator '{operator}' to company "
                                      f"'{self.company_id}' (connection '{self.conn_id}'): {self._clean(text)}",
-                                     vendor=self.vendor, status=200)
+                                     vendor=self.vendor, status=None)
         if not _GUID.match(text):
             raise SysproError(f"SYSPRO e.net Logon answered no session id ({shown(text, 80)})",
-                              vendor=self.vendor, status=200)
+                              vendor=self.vendor, status=None)
         http.mask(text)
         return text
 
@@ -225,7 +225,7 @@ class SysproHook(ConnectorHook):
                             status=response.status_code)
         text = enet_text(response)
         if text.upper().startswith("ERROR"):
-            raise SysproError(f"{what}: SYSPRO answered: {self._clean(text)}", vendor=self.vendor, status=200)
+            raise SysproError(f"{what}: SYSPRO answered: {self._clean(text)}", vendor=self.vendor, status=None)
         return text
 
     def setup_update(self, business_object: str, parameters: str, document: str, *, what: str) -> str:
