@@ -24,6 +24,7 @@ PACKAGE = "ml-connector"
 OUR_HOOKS = {
     "ups": "ml_connector.carriers.ups.hook.UpsHook",
     "business_central": "ml_connector.erp.business_central.hook.BusinessCentralHook",
+    "syspro": "ml_connector.erp.syspro.hook.SysproHook",
 }
 
 
@@ -166,8 +167,8 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     assert credential.field["schema"]["title"] == "Track Alert credential"
     assert credential.is_sensitive is True
     assert widgets["extra__ups__label_format"].field["value"] == "GIF"
-    assert [n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive] == [
-        "extra__ups__track_alert_credential"]
+    assert sorted(n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive) == [
+        "extra__syspro__company_password", "extra__syspro__odata_password", "extra__ups__track_alert_credential"]
 
     behaviours = providers_manager.field_behaviours
     assert behaviours["ups"]["relabeling"] == {"host": "API base URL", "login": "Client ID",

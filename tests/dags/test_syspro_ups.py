@@ -10,13 +10,8 @@ import pytest
 import yaml
 from tests.conftest import ROOT, ups_connection
 from tests.dags.conftest import interval_end, load_dag, run_interval, states
-from tests.erp.syspro.conftest import (  # noqa: F401 - syspro_sandbox is a fixture
-    custom_forms,
-    open_sessions,
-    place,
-    syspro_connection,
-    syspro_sandbox,
-)
+from tests.erp.syspro.conftest import custom_forms, open_sessions, place, syspro_connection
+from tests.erp.syspro.conftest import syspro_sandbox as syspro_sandbox  # noqa: F401 - a fixture
 
 from ml_connector.ledger import Ledger, ShipmentState
 
