@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: one `airflow dags test` of business_central_ups against a fresh sandbox, then the ledger table.
+# `make demo`: one `airflow dags test` per pipeline of include/pipelines.yaml whose ERP has a sandbox
+# (business_central_ups, syspro_ups, ...; DEMO_PIPELINES="a b" picks some) against a fresh sandbox, each followed
+# by its ledger table.
 set -euo pipefail
 ML_CONNECTOR_AIRFLOW_HOME="$(cd "$(dirname "$0")/.." && pwd)/.airflow/demo"
 . "$(dirname "$0")/env.sh"
 cd "$ROOT"
-PIPELINE=business_central_ups
 LEDGER="$AIRFLOW_HOME/ml_connector_ledger.db"
 # a fresh ledger and label folder each time (with SQLite's WAL side files: a stale -wal would be replayed)
 rm -rf "$LEDGER" "$LEDGER-wal" "$LEDGER-shm" "$LEDGER-journal" "$AIRFLOW_HOME/ml_connector_labels"
@@ -23,31 +24,38 @@ eval "$(python -m ml_connector_sandbox.devtools connections-env airflow_settings
 AIRFLOW_CONN_ML_CONNECTOR_LEDGER="$(python -c 'import json, sys; print(json.dumps({"conn_type": "sqlite", "host": sys.argv[1]}))' "$LEDGER")"
 export AIRFLOW_CONN_ML_CONNECTOR_LEDGER
 
+PIPELINES="${DEMO_PIPELINES:-$(python -m ml_connector_sandbox.devtools pipelines)}"
+for PIPELINE in $PIPELINES; do
+echo
+echo "== $PIPELINE"
 # `airflow dags test DAG DATE` runs the last complete data interval before DATE (CronDataIntervalTimetable),
-# while the sandbox seeds its orders 5-170 minutes before it started. Move the seeded released orders (all
-# but S-ORD101011, which stays 3 days old) into that interval through the sandbox's control endpoint.
+# while the sandboxes seed their documents minutes to hours before they started. Move the seeded documents (for
+# Business Central all released orders but S-ORD101011, which stays 3 days old) into that interval through the
+# sandbox's control endpoints.
 RUN_AT="$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
 INTERVAL="$(python -m ml_connector_sandbox.devtools data-interval "$PIPELINE" --at "$RUN_AT")" \
   || { echo "could not compute the data interval of $PIPELINE at $RUN_AT"; exit 1; }
 read -r START END <<< "$INTERVAL"
 python -m ml_connector_sandbox.devtools place-sandbox-orders --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json" \
-  --into-interval-ending "$END"
+  --into-interval-ending "$END" --pipeline "$PIPELINE"
 
-echo "airflow dags test $PIPELINE $RUN_AT  (data interval $START .. $END; log: $AIRFLOW_HOME/dags-test.log)"
+echo "airflow dags test $PIPELINE $RUN_AT  (data interval $START .. $END; log: $AIRFLOW_HOME/dags-test-$PIPELINE.log)"
 TIMEOUT=()
 command -v timeout >/dev/null && TIMEOUT=(timeout --kill-after=30 "${DEMO_TIMEOUT:-900}")
-if ${TIMEOUT[@]+"${TIMEOUT[@]}"} airflow dags test "$PIPELINE" "$RUN_AT" > "$AIRFLOW_HOME/dags-test.log" 2>&1; then
+LOG="$AIRFLOW_HOME/dags-test-$PIPELINE.log"
+if ${TIMEOUT[@]+"${TIMEOUT[@]}"} airflow dags test "$PIPELINE" "$RUN_AT" > "$LOG" 2>&1; then
   echo "run finished: success (green)"
 else
   rc=$?
-  if grep -q "DagRun failed" "$AIRFLOW_HOME/dags-test.log"; then
+  if grep -q "DagRun failed" "$LOG"; then
     # the seeded broken orders are new quarantines: the report step turns the run red and says why
     echo "run finished: failed (red) -" \
-         "$(grep -o 'this run is red (seen [^)]*)' "$AIRFLOW_HOME/dags-test.log" | head -1 || echo 'see the report task in the log')"
+         "$(grep -o 'this run is red (seen [^)]*)' "$LOG" | head -1 || echo 'see the report task in the log')"
   else
-    echo "airflow dags test exited with $rc; see $AIRFLOW_HOME/dags-test.log"
+    echo "airflow dags test exited with $rc; see $LOG"
     [ "$rc" = 124 ] && echo "(it hit DEMO_TIMEOUT=${DEMO_TIMEOUT:-900}s: a task was waiting out its retry delay)"
   fi
 fi
 echo
 python -m ml_connector_sandbox.devtools report "$PIPELINE"
+done

@@ -57,6 +57,20 @@ def url_port(url: str | None) -> int | None:
         return None
 
 
+def same_origin(url: str, other: str) -> bool:
+    """Whether two ``http(s)://`` URLs name the same scheme, host and port."""
+    if "://" not in url or "://" not in other:
+        return False
+    a, b = urlsplit(url.strip()), urlsplit(other.strip())
+    return (a.scheme.lower(), a.hostname, url_port(url)) == (b.scheme.lower(), b.hostname, url_port(other))
+
+
+def repoint(url: str | None, sandbox_url: str) -> str:
+    """``url`` moved to the sandbox's origin, keeping its path (``http://127.0.0.1:8103/SYSPROWCFService/Rest``)."""
+    path = urlsplit(url).path.rstrip("/") if url and "://" in url else ""
+    return sandbox_url.rstrip("/") + path
+
+
 def read_connections(path: str | Path, *, sandbox_urls: dict[str, str] | None = None,
                      base_dir: Path | None = None) -> list[dict[str, Any]]:
     """Connections of an Astro ``airflow_settings.yaml`` as Airflow JSON connection dicts."""
@@ -76,7 +90,11 @@ def read_connections(path: str | Path, *, sandbox_urls: dict[str, str] | None = 
         }
         vendor = SANDBOX_FOR_CONNECTION.get(conn["conn_id"])
         if sandbox_urls and vendor in sandbox_urls:
-            conn["host"] = sandbox_urls[vendor]
+            original = conn["host"]
+            conn["host"] = repoint(original, sandbox_urls[vendor])
+            for key, value in conn["extra"].items():  # URL extras served by the same sandbox (SYSPRO odata_url)
+                if isinstance(value, str) and original and same_origin(value, original):
+                    conn["extra"][key] = repoint(value, sandbox_urls[vendor])
             if "authority" in conn["extra"]:
                 conn["extra"]["authority"] = sandbox_urls[vendor]
             if conn["conn_type"] in PORT_FROM_HOST_TYPES:
@@ -188,6 +206,37 @@ def place_sandbox_orders(bc_url: str, interval_end: datetime, *, keep: tuple[str
     return placed
 
 
+def _pipeline_erp(pipeline: str) -> str:
+    from ml_connector.settings import load_settings
+
+    return load_settings(pipeline).erp
+
+
+def demo_pipelines() -> list[str]:
+    """Pipelines of the settings file (``include/pipelines.yaml``) whose ERP has a sandbox, in file order."""
+    from ml_connector.settings import default_settings_file
+    from ml_connector_sandbox import available_vendors
+
+    document = yaml.safe_load(default_settings_file().read_text()) or {}
+    vendors = set(available_vendors())
+    return [name for name, block in document.items()
+            if isinstance(block, dict) and block.get("erp") in registry.ERPS and block.get("erp") in vendors]
+
+
+def place_erp_documents(erp: str, url: str, interval_end: datetime, *,
+                        spacing: timedelta = timedelta(seconds=10)) -> list[str]:
+    """Move an ERP sandbox's seeded documents into the minutes before ``interval_end`` through its
+    ``POST /_sandbox/<erp>/place`` control endpoint (``{"at", "spacing_seconds"}``)."""
+    import requests
+
+    response = requests.post(f"{url.rstrip('/')}/_sandbox/{erp}/place", json={
+        "at": (interval_end - timedelta(minutes=1)).isoformat(), "spacing_seconds": spacing.total_seconds()},
+        timeout=10)
+    if response.status_code != 200:
+        raise SystemExit(f"the {erp} sandbox refused to place its documents: {response.status_code} {response.text}")
+    return list(response.json().get("placed", []))
+
+
 #: the first sandbox port of ``make run``; vendors follow in registry order, carriers first (UPS 8101, Business
 #: Central 8102, ...), each overridable with ``SANDBOX_PORT_<VENDOR>`` (e.g. ``SANDBOX_PORT_UPS=9101``)
 FIRST_SANDBOX_PORT = 8101
@@ -221,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="move the sandbox's seeded released orders into the interval ending at ISO")
     place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector_sandbox`")
     place.add_argument("--into-interval-ending", required=True, metavar="ISO")
+    place.add_argument("--pipeline", help="the pipeline whose ERP sandbox to use (default: Business Central)")
+    sub.add_parser("pipelines", help="print the pipelines of the settings file whose ERP has a sandbox")
     place.add_argument("--keep", nargs="*", default=list(KEEP_IN_PLACE),
                        help=f"orders left where the seed put them (default: {' '.join(KEEP_IN_PLACE)})")
     args = parser.parse_args(argv)
@@ -236,9 +287,17 @@ def main(argv: list[str] | None = None) -> int:
         start, end = data_interval(args.pipeline, args.at)
         print(start.isoformat(), end.isoformat())
         return 0
+    if args.command == "pipelines":
+        print(" ".join(demo_pipelines()))
+        return 0
     if args.command == "place-sandbox-orders":
         urls = json.loads(Path(args.sandbox_ports).read_text())
         end = _parse_instant(args.into_interval_ending)
+        erp = _pipeline_erp(args.pipeline) if args.pipeline else "business_central"
+        if erp != "business_central":
+            placed = place_erp_documents(erp, urls[erp], end)
+            print(f"placed {len(placed)} {erp} sandbox document(s) before {end.isoformat()}")
+            return 0
         placed = place_sandbox_orders(urls["business_central"], end, keep=tuple(args.keep))
         print(f"placed {len(placed)} released sandbox order(s) before {end.isoformat()} "
               f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(args.keep) or 'none'}")
