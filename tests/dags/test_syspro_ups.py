@@ -81,6 +81,9 @@ def test_run_labels_good_documents_writes_tracking_and_cost_and_quarantines_brok
         assert row.state is ShipmentState.QUARANTINED and reason in row.error, (number, row.error)
         assert number not in by_reference
         assert row.order.number == number and row.order.ship_to.lines  # the original details are kept
+    unreadable = rows["100207"]  # no city: it never became an order; the error keeps SYSPRO's row
+    assert unreadable.state is ShipmentState.QUARANTINED and "no city (ShipAddress3 is empty)" in unreadable.error
+    assert '"CustomerName": "Lakeside Bistro & Bar"' in unreadable.error and "8 Shore Drive" in unreadable.error
     lanes = states(dr)
     for number in BROKEN:
         assert lanes[("validate_address", number)] == "failed"
@@ -89,6 +92,21 @@ def test_run_labels_good_documents_writes_tracking_and_cost_and_quarantines_brok
     counters = sandbox.counters("syspro")
     assert counters["logons"] == counters["logoffs"] >= 1 and counters["session_collisions"] == 0
     assert sandbox.validation_errors("ups") == []
+
+
+def test_a_delivered_package_shows_in_the_status_field(syspro_env):
+    sandbox, url, ledger = syspro_env["sandbox"], syspro_env["url"], syspro_env["ledger"]
+    end = interval_end(26)
+    place(url, end - timedelta(days=3))
+    place(url, end - timedelta(minutes=5), keys=["100201"])
+    dag = load_dag(PIPELINE)
+    run_interval(dag, end)
+    row = ledger.find_by_number(PIPELINE, "100201")
+    sandbox.advance_ups_package(row.tracking_numbers[0], "delivered")
+    run_interval(dag, end + timedelta(minutes=15))  # poll_tracking of the next run
+    assert ledger.find_by_number(PIPELINE, "100201").state is ShipmentState.DELIVERED
+    assert custom_forms(url)[("INV", "100201")]["SHIPSTAT"].startswith("DELIVERED 20")
+    assert open_sessions(url) == 0
 
 
 def test_same_interval_again_buys_nothing_and_writes_nothing_new(syspro_env):

@@ -147,6 +147,17 @@ def _country(table: SysproTable, row: Mapping[str, Any], number: str, default_co
     return code
 
 
+def row_details(row: Mapping[str, Any], table: SysproTable) -> str:
+    """The mapped columns of a row as compact JSON (what a person needs to investigate an unreadable row)."""
+    import json
+
+    columns = [table.key_field, table.number_column, table.date_field, table.name_field, *table.street_fields,
+               table.city_field, table.state_field, table.country_field, table.postal_code_field,
+               table.ship_method_field, table.customer_reference_field, table.weight_field]
+    picked = {c: row.get(c) for c in dict.fromkeys(c for c in columns if c) if c in row}
+    return json.dumps(picked, ensure_ascii=False, default=str)
+
+
 def order_from_row(row: Mapping[str, Any], table: SysproTable, *, default_country: str | None,
                    package_weight: Decimal | None, weight_unit: Literal["LBS", "KGS"] = "LBS") -> Order:
     """Map one OData row of ``table`` to an Order.

@@ -77,8 +77,11 @@ class SysproSource(OrderSource):
                         erp_id = sy.erp_id(table, row)
                     except RecordError:
                         erp_id = f"{table.entity_set}{sy.ID_SEPARATOR}?{sy.document_number(table, row)}"
+                    # the row cannot become an Order: keep what SYSPRO sent in the ledger's error, for people
+                    error = type(exc)(f"{exc}; SYSPRO {table.entity_set} row: {sy.row_details(row, table)}",
+                                      field=exc.field)
                     yield ExtractFailure(erp=self.erp, erp_id=erp_id, number=sy.document_number(table, row),
-                                         modified_at=sy.parse_datetime(row.get(table.date_field)), error=exc)
+                                         modified_at=sy.parse_datetime(row.get(table.date_field)), error=error)
 
     def ship_from(self) -> Address:
         if self.settings.ship_from is None:
