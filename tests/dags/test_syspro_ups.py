@@ -176,3 +176,38 @@ def test_wrong_operator_password_fails_the_extract_free_of_sessions_and_quaranti
     assert states(dr)[("writeback", "100201")] == "failed"
     assert states(dr)[("report", "-1")] == "failed"
     assert open_sessions(url) == 0 and sandbox.counters("syspro")["logon_errors"] >= 1
+
+
+def test_no_syspro_secret_in_xcoms_logs_or_the_ledger(syspro_env, caplog):
+    import logging
+    import os
+
+    import sqlalchemy as sa
+
+    url, ledger = syspro_env["url"], syspro_env["ledger"]
+    end = interval_end(27)
+    place(url, end - timedelta(days=3))
+    place(url, end - timedelta(minutes=5), keys=["100201", "100204"])
+    caplog.set_level(logging.DEBUG)
+    dr = run_interval(load_dag(PIPELINE), end)
+    conn = json.loads(os.environ["AIRFLOW_CONN_SYSPRO_DEFAULT"])
+    import requests
+
+    guids = requests.get(f"{url}/_sandbox/syspro/issued_sessions", timeout=10).json()
+    assert guids  # the write-back logged on
+    forbidden = [conn["password"], conn["extra"]["odata_password"], *guids]
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        xcoms = session.scalars(sa.select(XComModel).where(XComModel.dag_id == PIPELINE,
+                                                           XComModel.run_id == dr.run_id)).all()
+        xcom_text = " ".join(json.dumps(x.value, default=str) for x in xcoms)
+    with ledger.read() as db:
+        ledger_text = " ".join(json.dumps([dict(r._mapping) for r in db.execute(sa.text(f"SELECT * FROM {t}"))],
+                                          default=str)
+                               for t in ("ml_shipments", "ml_audit_log"))
+    assert "100201" in xcom_text and "Logon -> 200" in caplog.text
+    for value in forbidden:
+        assert value not in xcom_text and value not in ledger_text and value not in caplog.text

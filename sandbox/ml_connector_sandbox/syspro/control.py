@@ -28,6 +28,11 @@ def router(state: SysproState) -> APIRouter:
     def sessions() -> dict[str, Any]:
         return {"open": state.open_sessions()}
 
+    @api.get("/issued_sessions")
+    def issued_sessions() -> list[str]:
+        with state.lock:
+            return list(state.issued)
+
     @api.get("/custom_forms")
     def custom_forms() -> list[dict[str, str]]:
         with state.lock:

@@ -71,6 +71,7 @@ class SysproState(SandboxState):
                 rows.append(row)
             self.tables[name] = {"key": table["key"], "date": table["date"], "rows": rows}
         self.sessions: dict[str, Session] = {}
+        self.issued: list[str] = []  # every UserId handed out (tests check none leaks)
         self.busy: set[str] = set()
         self.calls_until_expiry: int | None = None
         self.custom_forms: dict[tuple[str, str, str], str] = {}
@@ -110,6 +111,7 @@ class SysproState(SandboxState):
                 return None
             guid = str(uuid.uuid4()).upper()
             self.sessions[guid] = Session(operator, self.now())
+            self.issued.append(guid)
             self.counters["logons"] += 1
             return guid
 

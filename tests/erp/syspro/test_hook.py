@@ -183,3 +183,15 @@ def test_missing_company_is_a_configuration_error(syspro, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SYSPRO_DEFAULT", json.dumps(conn))
     with pytest.raises(ConfigurationError, match="company_id"):
         _write(SysproHook(), "100201", {"TRACKNO": "1Z"})
+
+
+def test_urllib3_debug_lines_never_show_query_strings(syspro, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    hook = SysproHook()
+    _write(hook, "100201", {"TRACKNO": "1Z"})
+    hook.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert any("/Logon?<query hidden>" in line for line in lines)
+    assert not any("OperatorPassword" in line or "UserId=" in line for line in lines)

@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import requests
 
@@ -154,6 +154,8 @@ class SysproHook(ConnectorHook):
         params = {"Operator": operator, "OperatorPassword": password, "CompanyId": self.company_id,
                   "CompanyPassword": self.extra("company_password", "")}
         http.mask(params["CompanyPassword"] or None)
+        for secret in (password, params["CompanyPassword"]):  # as they travel in the query string
+            http.mask(quote_plus(secret) if secret and quote_plus(secret) != secret else None)
         response = self.send("GET", f"{self.base_url}/Logon", params=params, idempotent=True,
                              **({"retry": retry} if retry else {}))
         if response.status_code != 200:
