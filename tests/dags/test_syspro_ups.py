@@ -211,3 +211,27 @@ def test_no_syspro_secret_in_xcoms_logs_or_the_ledger(syspro_env, caplog):
     assert "100201" in xcom_text and "Logon -> 200" in caplog.text
     for value in forbidden:
         assert value not in xcom_text and value not in ledger_text and value not in caplog.text
+
+
+def test_backfill_of_two_past_days_processes_each_days_documents_once(syspro_env):
+    sandbox, url, ledger = syspro_env["sandbox"], syspro_env["url"], syspro_env["ledger"]
+    path = syspro_env["settings_path"]
+    settings = yaml.safe_load(path.read_text())
+    settings[PIPELINE]["schedule"] = "0 0 * * *"
+    path.write_text(yaml.safe_dump(settings))
+    dag = load_dag(PIPELINE)
+    today = interval_end(0).replace(hour=0, minute=0)
+    day1, day2 = today - timedelta(days=2), today - timedelta(days=1)
+    place(url, today - timedelta(days=9))
+    place(url, day1 + timedelta(hours=10), keys=["100201", "300101"])
+    place(url, day2 + timedelta(hours=15), keys=["100202"])
+
+    first = dag.test(logical_date=day2 + timedelta(minutes=1))   # owns [day1, day2)
+    second = dag.test(logical_date=today + timedelta(minutes=1))  # owns [day2, today)
+    assert (first.data_interval_start, second.data_interval_start) == (day1, day2)
+    assert {r.order_number for r in ledger.list(PIPELINE)} == {"100201", "300101", "100202"}
+    assert sandbox.counters("ups")["labels_created"] == 3
+    dag.test(logical_date=day2 + timedelta(minutes=2))  # reprocess the first day
+    assert sandbox.counters("ups")["labels_created"] == 3
+    assert {r.state for r in ledger.list(PIPELINE)} == {ShipmentState.WRITTEN_BACK}
+    assert open_sessions(url) == 0

@@ -29,7 +29,7 @@ class SysproState(SandboxState):
     KNOB_DEFAULTS: ClassVar[dict[str, Any]] = {
         **SandboxState.KNOB_DEFAULTS,
         "session_idle_seconds": 1200,   # e.net ends a session unused this long (sandbox clock)
-        "licence_seats": 3,             # concurrent e.net sessions the licence allows
+        "licence_seats": 5,             # concurrent e.net sessions the licence allows
         "expire_all_sessions": False,   # action: end every session now (as an idle timeout would), then false
         "expire_sessions_after_calls": 0,  # the session expires after N more business-object calls (0: never)
         "call_latency_ms": 0,           # time a business-object call holds its session (exposes collisions)
