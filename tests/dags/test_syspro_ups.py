@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -76,6 +76,14 @@ def test_run_labels_good_documents_writes_tracking_and_cost_and_quarantines_brok
         amount, currency = row.charges.split()
         assert (form["SHIPCOST"], form["SHIPCURR"]) == (f"{Decimal(amount):.2f}", currency)
     assert rows["100202"].order.ship_to.name == "Jürgen Größe & Söhne <GmbH>"
+    from ml_connector.ledger.costs import shipment_costs
+
+    today = datetime.now(UTC).date()
+    costs = {c["order_number"]: c for c in shipment_costs(ledger, PIPELINE, today - timedelta(days=1), today)}
+    assert set(costs) == set(GOOD)
+    for number, cost in costs.items():  # finance sees what was paid: UPS's negotiated total
+        assert cost["basis"] == "negotiated" and Decimal(cost["amount"]) < Decimal(cost["published_amount"])
+        assert forms[GOOD[number]]["SHIPCOST"] == f"{Decimal(cost['amount']):.2f}"
     for number, reason in BROKEN.items():
         row = rows[number]
         assert row.state is ShipmentState.QUARANTINED and reason in row.error, (number, row.error)

@@ -42,6 +42,8 @@ def test_costs_are_the_negotiated_charges_when_present_else_the_published(ledger
     assert set(rows) == {"100201", "100202"}
     assert (rows["100201"]["amount"], rows["100201"]["currency"]) == ("18.00", "USD")
     assert rows["100202"]["amount"] == "20.00"
+    assert (rows["100201"]["basis"], rows["100201"]["published_amount"]) == ("negotiated", "20.00")
+    assert (rows["100202"]["basis"], rows["100202"]["published_amount"]) == ("published", "20.00")
     assert rows["100201"]["tracking_numbers"] == "1ZA1B2C303100201" and rows["100201"]["service_code"] == "03"
     assert shipment_costs(ledger, PIPELINE, today - timedelta(days=9), today - timedelta(days=2)) == []
     assert shipment_costs(ledger, "other_pipeline", today, today) == []
