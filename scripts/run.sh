@@ -81,7 +81,7 @@ cat <<MSG
   login:       admin / $PASSWORD
   DAGs:        ${UNPAUSED:-none}unpaused${PAUSED:+; PAUSED: $PAUSED} (scheduled ones run every 15 minutes against the sandbox)
   sandbox:     $SANDBOX_LINES
-  connections: Admin > Connections: ups_default, business_central_default (their Test button works)
+  connections: Admin > Connections: ups_default, business_central_default, syspro_default (their Test button works)
   ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report business_central_ups --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
   logs:        $AIRFLOW_HOME/standalone.log
   Ctrl-C stops Airflow and the sandbox.

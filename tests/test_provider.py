@@ -26,6 +26,7 @@ OUR_HOOKS = {
     "business_central": "ml_connector.erp.business_central.hook.BusinessCentralHook",
     "acumatica": "ml_connector.erp.acumatica.hook.AcumaticaHook",
     "exact_online": "ml_connector.erp.exact_online.hook.ExactOnlineHook",
+    "syspro": "ml_connector.erp.syspro.hook.SysproHook",
 }
 
 
@@ -171,6 +172,7 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     assert sorted(n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive) == [
         "extra__acumatica__client_secret", "extra__acumatica__push_header_value",
         "extra__exact_online__refresh_token", "extra__exact_online__webhook_secret",
+        "extra__syspro__company_password", "extra__syspro__odata_password",
         "extra__ups__track_alert_credential"]
 
     behaviours = providers_manager.field_behaviours

@@ -157,6 +157,32 @@ def _exact_online(args: argparse.Namespace) -> int:
     return 0
 
 
+def _costs(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from ml_connector.ledger.costs import shipment_costs, write_csv
+
+    try:
+        first, last = date.fromisoformat(args.first_day), date.fromisoformat(args.last_day)
+    except ValueError as exc:
+        print(f"--from/--to must be days as YYYY-MM-DD ({exc})", file=sys.stderr)
+        return 2
+    if last < first:
+        print("--to is before --from", file=sys.stderr)
+        return 2
+    write_csv(shipment_costs(_ledger(args.ledger_url), args.pipeline, first, last), sys.stdout)
+    return 0
+
+
+def _add_costs(sub) -> None:
+    costs = sub.add_parser("costs", help="print a pipeline's shipment costs (labels bought on UTC days FROM..TO, "
+                                         "inclusive) as CSV for finance")
+    costs.add_argument("pipeline", help="the pipeline (DAG id), e.g. syspro_ups")
+    costs.add_argument("--from", dest="first_day", required=True, metavar="DAY", help="first day, YYYY-MM-DD")
+    costs.add_argument("--to", dest="last_day", required=True, metavar="DAY", help="last day, YYYY-MM-DD")
+    costs.add_argument("--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-connector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             "--ledger-url", help="SQLAlchemy URL; default: the ml_connector_ledger connection")
     _add_shipments(sub)
     _add_exact_online(sub)
+    _add_costs(sub)
     args = parser.parse_args(argv)
 
     if args.command == "generate-key":
@@ -194,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         return _shipments(args)
     if args.command == "exact-online":
         return _exact_online(args)
+    if args.command == "costs":
+        return _costs(args)
     if args.command == "ledger":
         rows = _ledger(args.ledger_url).list(args.pipeline)
         for row in rows:

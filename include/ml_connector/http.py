@@ -298,3 +298,17 @@ def json_or_text(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text
+
+
+class _HideQueryStrings(logging.Filter):
+    """urllib3 logs every request line at DEBUG with its query string, and some APIs take credentials there
+    (SYSPRO e.net: ``Logon?OperatorPassword=``, every call's ``UserId`` session id): cut the query strings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(a.split("?", 1)[0] + "?<query hidden>" if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_HideQueryStrings())

@@ -80,6 +80,14 @@ ERPS: dict[str, Vendor] = {
             settings="ml_connector.erp.exact_online.source.ExactOnlineSettings",
             webhook="ml_connector.erp.exact_online.webhook.router",
         ),
+        Vendor(
+            name="syspro", kind="erp", display_name="SYSPRO",
+            conn_type="syspro", default_conn_id="syspro_default",
+            hook="ml_connector.erp.syspro.hook.SysproHook",
+            implementation="ml_connector.erp.syspro.source.SysproSource",
+            connection_form="ml_connector.erp.syspro.connection.CONNECTION_FORM",
+            settings="ml_connector.erp.syspro.source.SysproSettings",
+        ),
     )
 }
 

@@ -677,3 +677,12 @@ def _raise_for_unusable_address(order: Order, result: Any) -> None:
             for c in result.candidates[:3])
         raise InvalidAddress(f"the ship-to address is ambiguous; the carrier suggests: {options}. Pick one in "
                              "the ERP", record=order.number, field="ship_to")
+
+
+def _money(stored: str | None) -> Money | None:
+    """The ledger's ``charges`` column (``"12.34 USD"``) as :class:`Money`; None when absent or unreadable."""
+    amount, _, currency = (stored or "").strip().partition(" ")
+    try:
+        return Money(amount=Decimal(amount), currency=currency.strip()) if amount and currency.strip() else None
+    except (InvalidOperation, ValueError):
+        return None

@@ -35,6 +35,10 @@ ACUMATICA_OAUTH_CLIENT_SECRET = "sandbox-oauth-secret"
 #: anything else is HTTP 401 ``invalid_client`` from ``POST /api/oauth2/token``.
 EXACT_ONLINE_CLIENT_ID = "sandbox-exact-client-id"
 EXACT_ONLINE_CLIENT_SECRET = "sandbox-exact-client-secret"
+#: SYSPRO e.net operator (the ``syspro_default`` login / password); the OData service's Basic credentials and the
+#: company are in ``syspro/seed.json`` (company ``EDU1``, ``sandbox-odata-user`` / ``sandbox-odata-password``).
+SYSPRO_OPERATOR = "sandbox-operator"
+SYSPRO_OPERATOR_PASSWORD = "sandbox-operator-password"
 
 #: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
 SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
@@ -42,4 +46,5 @@ SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
     "business_central": (BUSINESS_CENTRAL_CLIENT_ID, BUSINESS_CENTRAL_CLIENT_SECRET),
     "acumatica": (ACUMATICA_USERNAME, ACUMATICA_PASSWORD),
     "exact_online": (EXACT_ONLINE_CLIENT_ID, EXACT_ONLINE_CLIENT_SECRET),
+    "syspro": (SYSPRO_OPERATOR, SYSPRO_OPERATOR_PASSWORD),
 }

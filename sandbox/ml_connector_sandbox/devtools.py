@@ -57,6 +57,20 @@ def url_port(url: str | None) -> int | None:
         return None
 
 
+def same_origin(url: str, other: str) -> bool:
+    """Whether two ``http(s)://`` URLs name the same scheme, host and port."""
+    if "://" not in url or "://" not in other:
+        return False
+    a, b = urlsplit(url.strip()), urlsplit(other.strip())
+    return (a.scheme.lower(), a.hostname, url_port(url)) == (b.scheme.lower(), b.hostname, url_port(other))
+
+
+def repoint(url: str | None, sandbox_url: str) -> str:
+    """``url`` moved to the sandbox's origin, keeping its path (``http://127.0.0.1:8103/SYSPROWCFService/Rest``)."""
+    path = urlsplit(url).path.rstrip("/") if url and "://" in url else ""
+    return sandbox_url.rstrip("/") + path
+
+
 def read_connections(path: str | Path, *, sandbox_urls: dict[str, str] | None = None,
                      base_dir: Path | None = None) -> list[dict[str, Any]]:
     """Connections of an Astro ``airflow_settings.yaml`` as Airflow JSON connection dicts."""
@@ -76,7 +90,11 @@ def read_connections(path: str | Path, *, sandbox_urls: dict[str, str] | None = 
         }
         vendor = SANDBOX_FOR_CONNECTION.get(conn["conn_id"])
         if sandbox_urls and vendor in sandbox_urls:
-            conn["host"] = sandbox_urls[vendor]
+            original = conn["host"]
+            conn["host"] = repoint(original, sandbox_urls[vendor])
+            for key, value in conn["extra"].items():  # URL extras served by the same sandbox (SYSPRO odata_url)
+                if isinstance(value, str) and original and same_origin(value, original):
+                    conn["extra"][key] = repoint(value, sandbox_urls[vendor])
             if "authority" in conn["extra"]:
                 conn["extra"]["authority"] = sandbox_urls[vendor]
             if conn["conn_type"] in PORT_FROM_HOST_TYPES:
@@ -188,6 +206,17 @@ def place_sandbox_orders(bc_url: str, interval_end: datetime, *, keep: tuple[str
     return placed
 
 
+def demo_pipelines() -> list[str]:
+    """Pipelines of the settings file (``include/pipelines.yaml``) whose ERP has a sandbox, in file order."""
+    from ml_connector.settings import default_settings_file
+    from ml_connector_sandbox import available_vendors
+
+    document = yaml.safe_load(default_settings_file().read_text()) or {}
+    vendors = set(available_vendors())
+    return [name for name, block in document.items()
+            if isinstance(block, dict) and block.get("erp") in registry.ERPS and block.get("erp") in vendors]
+
+
 #: the first sandbox port of ``make run``; vendors follow in registry order, carriers first (UPS 8101, Business
 #: Central 8102, ...), each overridable with ``SANDBOX_PORT_<VENDOR>`` (e.g. ``SANDBOX_PORT_UPS=9101``)
 FIRST_SANDBOX_PORT = 8101
@@ -226,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"Central {' '.join(KEEP_IN_PLACE)})")
     place.add_argument("--pipeline", default="business_central_ups",
                        help="whose ERP sandbox to place documents in (default business_central_ups)")
-    sub.add_parser("pipelines", help="print the pipeline ids of the settings file, one a line")
+    sub.add_parser("pipelines", help="print the pipelines of the settings file whose ERP has a sandbox")
     args = parser.parse_args(argv)
     if args.command == "sandbox-ports":
         names = {vendor.name: vendor.display_name for vendor in registry.vendors()}
@@ -241,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(start.isoformat(), end.isoformat())
         return 0
     if args.command == "pipelines":
-        from ml_connector.settings import default_settings_file
-
-        print("\n".join(yaml.safe_load(default_settings_file().read_text()) or {}))
+        print("\n".join(demo_pipelines()))
         return 0
     if args.command == "place-sandbox-orders":
         urls = json.loads(Path(args.sandbox_ports).read_text())

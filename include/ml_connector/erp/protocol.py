@@ -99,11 +99,6 @@ class OrderSource(abc.ABC):
         if callable(close):
             close()
 
-    def write_charges(self, order: Order, charges: Money) -> None:
-        """Record what the label cost (the negotiated charge when the carrier returned one) on the ERP document,
-        where the pipeline's settings ask for it (idempotent). Default: nothing."""
-        return None
-
     #: the webhook inbox source whose deliveries name documents to read now (:meth:`pushed`); None: no pushes
     push_source: str | None = None
 
@@ -116,4 +111,10 @@ class OrderSource(abc.ABC):
     def attach_label(self, order: Order, label: Label, filename: str) -> bool:
         """Attach the label file to the ERP document, where the ERP can hold files (idempotent: a replay
         creates no second attachment). Returns ``False`` when this ERP does not take attachments."""
+        return False
+
+    def write_charges(self, order: Order, charges: Money) -> bool:
+        """Record what the label cost (the carrier's negotiated charges when it returned them, else the
+        published ones) on the ERP document, where the ERP can hold it (idempotent: called after
+        :meth:`write_tracking` on every write-back). Returns ``False`` when this ERP does not take it."""
         return False

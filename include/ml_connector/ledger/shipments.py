@@ -414,6 +414,11 @@ class ShipmentsMixin(AuditMixin):
                         detail={"shipment_id": result.shipment_id,
                                 "tracking_numbers": list(result.tracking_numbers),
                                 "charges": f"{charges.amount} {charges.currency}" if charges else None,
+                                # what the charges are, for finance (ml-connector costs)
+                                "charges_basis": ("negotiated" if result.negotiated_charges else "published")
+                                if charges else None,
+                                "published_charges": f"{result.total_charges.amount} {result.total_charges.currency}"
+                                if result.total_charges else None,
                                 "warnings": list(result.warnings), **(detail or {})},
                         actor=actor)
             return self._get(conn, row.id)
