@@ -17,10 +17,11 @@ from tests.erp.acumatica.fixtures import (  # noqa: F401 - fixtures
     shipments,
 )
 
+from ml_connector.carriers.ups.carrier import UpsCarrier
 from ml_connector.erp.acumatica.hook import AcumaticaHook
 from ml_connector.erp.acumatica.source import AcumaticaSettings, AcumaticaSource
 from ml_connector.erp.protocol import ExtractFailure
-from ml_connector.errors import AuthenticationError, ConfigurationError, RetryableError
+from ml_connector.errors import AuthenticationError, ConfigurationError, RecordError, RetryableError
 from ml_connector.models import Label, Money, TrackingEvent, TrackingResult, TrackingStatus
 
 SHIP_FROM = {"name": "Warehouse", "lines": ["1 Main St"], "city": "Atlanta", "state": "GA", "postal_code": "30309",
@@ -66,6 +67,12 @@ def test_shipments_abroad_read_their_sales_order_and_stock_items_once(acumatica)
     mug = orders["000113"].lines[0]  # its sales order line has no price: left empty for the carrier to name
     assert (mug.unit_value, mug.currency, mug.origin_country) == (Decimal("0"), "USD", None)
     assert orders["000101"].lines[0].unit_value is None  # domestic: nothing read
+    # what the UPS carrier makes of them: 000104 gets its commercial invoice, 000113 is refused naming the field
+    carrier = UpsCarrier.from_settings(settings(default_origin_country="US"))
+    assert carrier.plan(orders["000104"]).service_code == "11"
+    with pytest.raises(RecordError) as caught:
+        carrier.plan(orders["000113"])
+    assert caught.value.field == "lines[0].unit_value" and "000113" in str(caught.value)
     counters = acumatica.counters("acumatica")
     assert counters["sales_order_reads"] == 2 and counters["stock_item_reads"] == 2
     assert acumatica.validation_errors("acumatica") == []
