@@ -13,6 +13,11 @@ serves it.
   ``custom``, and ``Packages`` rows matched by ``id`` (a row without ``id`` is inserted as a new package; an
   unknown ``id`` is an error). A field sent unwrapped is refused (500, as Acumatica fails to bind it).
 * ``GET .../ShipVia``: the Ship Via codes (``CarrierID``, ``Description``).
+* ``GET .../SalesOrder/{OrderType}/{OrderNbr}`` (and ``GET .../SalesOrder`` with ``$filter``): the sales order,
+  ``Details`` (``LineNbr``, ``InventoryID``, ``LineDescription``, ``OrderQty``, ``UnitPrice``) only when
+  expanded; ``GET .../StockItem/{InventoryID}``: the item (``CountryOfOrigin``, ``TariffCode``). Both honour
+  ``$select`` (top-level names and ``Details/<field>``; ``id``/``rowNumber`` always come back; a name the entity
+  does not have is refused with a 500). 404 for a record that does not exist.
 * ``PUT .../files/PX.Objects.SO.SOShipmentEntry/Document/{id}/{filename}``: attach (the same name replaces).
 """
 
@@ -37,10 +42,14 @@ WRITABLE_TOP = {"FreightCost", "Hold", "ShipVia", "ResidentialDelivery"}
 PACKAGE_FIELDS = ("LineNbr", "BoxID", "Description", "TrackingNbr", "Weight", "UOM", "Length", "Width", "Height",
                   "Confirmed")
 WRITABLE_PACKAGE = {"TrackingNbr", "Weight", "BoxID", "Description", "Length", "Width", "Height"}
-DETAIL_FIELDS = ("LineNbr", "InventoryID", "Description", "ShippedQty")
+DETAIL_FIELDS = ("LineNbr", "InventoryID", "Description", "ShippedQty", "OrderType", "OrderNbr", "OrderLineNbr")
 ORDER_FIELDS = ("OrderType", "OrderNbr")
 ADDRESS_FIELDS = ("AddressLine1", "AddressLine2", "City", "State", "PostalCode", "Country")
 CONTACT_FIELDS = ("BusinessName", "Attention", "Phone1", "Email")
+SALES_ORDER_FIELDS = ("OrderType", "OrderNbr", "Status", "Hold", "CustomerID", "CurrencyID", "Date", "OrderTotal",
+                      "LastModified")
+SALES_ORDER_DETAIL_FIELDS = ("LineNbr", "InventoryID", "LineDescription", "OrderQty", "UnitPrice")
+STOCK_ITEM_FIELDS = ("InventoryID", "Description", "ItemStatus", "CountryOfOrigin", "TariffCode", "LastModified")
 EXPANDABLE = {"Packages", "Details", "Orders", "ShippingSettings", "ShippingSettings/ShipToAddress",
               "ShippingSettings/ShipToContact", "files"}
 
@@ -90,6 +99,49 @@ def render(state: AcumaticaState, shipment: dict[str, Any], expand: set[str], ba
     return record
 
 
+def _select(request: Request, entity: str, top: tuple[str, ...],
+            details: dict[str, tuple[str, ...]]) -> tuple[set[str], dict[str, set[str]]]:
+    """``$select`` as (top-level fields, detail -> fields); without ``$select`` every field of both.
+
+    :raises VendorError: a name the entity does not have (500, as Acumatica fails to resolve it).
+    """
+    raw = request.query_params.get("$select")
+    if not raw:
+        return set(top), {name: set(fields) for name, fields in details.items()}
+    wanted_top: set[str] = set()
+    wanted_details: dict[str, set[str]] = {}
+    unknown = []
+    for name in (n.strip() for n in raw.split(",") if n.strip()):
+        detail, slash, field = name.partition("/")
+        if slash and detail in details and field in details[detail]:
+            wanted_details.setdefault(detail, set()).add(field)
+        elif not slash and name in top:
+            wanted_top.add(name)
+        elif not slash and name in details:
+            wanted_details[name] = set(details[name])
+        else:
+            unknown.append(name)
+    if unknown:
+        raise VendorError(500, {"message": "An error has occurred.",
+                                "exceptionMessage": f"$select: {', '.join(unknown)} not found in {entity}"})
+    return wanted_top, wanted_details
+
+
+def render_sales_order(order: dict[str, Any], expand: set[str], select: tuple[set[str], dict[str, set[str]]],
+                       prefix: str) -> dict[str, Any]:
+    top, details = select
+    record: dict[str, Any] = {"id": order["id"], "rowNumber": 1,
+                              **{f: wrap(order.get(f)) for f in SALES_ORDER_FIELDS if f in top}}
+    if "Details" in expand:
+        fields = details.get("Details", set(SALES_ORDER_DETAIL_FIELDS))
+        record["Details"] = [{"id": line["id"], "rowNumber": i,
+                              **{f: wrap(line.get(f)) for f in SALES_ORDER_DETAIL_FIELDS if f in fields}}
+                             for i, line in enumerate(order.get("Details", []), start=1)]
+    record["custom"] = {}
+    record["_links"] = {"self": f"{prefix}/SalesOrder/{order['id']}"}
+    return record
+
+
 # ---------------------------------------------------------------------------------------------- $filter
 
 _TERM = re.compile(r"^\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+(.+?)\s*$")
@@ -97,6 +149,8 @@ _TERM = re.compile(r"^\s*(\w+)\s+(eq|ne|gt|ge|lt|le)\s+(.+?)\s*$")
 
 def _literal(text: str) -> Any:
     text = text.strip()
+    if re.fullmatch(r"'(?:[^']|'')*'", text):
+        return text[1:-1].replace("''", "'")
     match = re.fullmatch(r"datetimeoffset'([^']*)'", text)
     if match:
         try:
@@ -139,27 +193,28 @@ def _split(text: str, word: str) -> list[str]:
     return parts
 
 
-def compile_filter(text: str):
-    """A predicate over a shipment for an OData v3 ``$filter``. :raises ValueError: unreadable."""
+def compile_filter(text: str, entity: str = "Shipment", fields: tuple[str, ...] = TOP_FIELDS,
+                   dates: tuple[str, ...] = ("LastModifiedDateTime", "CreatedDateTime")):
+    """A predicate over a record of ``entity`` for an OData v3 ``$filter``. :raises ValueError: unreadable."""
     ands = []
     for part in _split(text.strip(), "and"):
         part = part.strip()
         if part.startswith("(") and part.endswith(")"):
-            ors = [_compile_term(p) for p in _split(part[1:-1], "or")]
+            ors = [_compile_term(p, entity, fields, dates) for p in _split(part[1:-1], "or")]
             ands.append(lambda s, ors=ors: any(t(s) for t in ors))
         else:
-            ands.append(_compile_term(part))
+            ands.append(_compile_term(part, entity, fields, dates))
     return lambda s: all(t(s) for t in ands)
 
 
-def _compile_term(text: str):
+def _compile_term(text: str, entity: str, fields: tuple[str, ...], dates: tuple[str, ...]):
     match = _TERM.match(text)
     if not match:
         raise ValueError(f"cannot read the condition {text!r}")
     field, op, literal = match.group(1), match.group(2), _literal(match.group(3))
-    if field not in TOP_FIELDS:
-        raise ValueError(f"'{field}' is not a field of Shipment (filtering on detail entities is not supported)")
-    if isinstance(literal, datetime) != (field in ("LastModifiedDateTime", "CreatedDateTime")):
+    if field not in fields:
+        raise ValueError(f"'{field}' is not a field of {entity} (filtering on detail entities is not supported)")
+    if isinstance(literal, datetime) != (field in dates):
         raise ValueError(f"'{field}' cannot be compared with {match.group(3)}")
     ops = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a > b,
            "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b, "le": lambda a, b: a <= b}
@@ -225,6 +280,67 @@ def router(state: AcumaticaState) -> APIRouter:
         return JSONResponse([{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shipvia/{row['CarrierID']}")), "rowNumber": i,
                               "CarrierID": wrap(row["CarrierID"]), "Description": wrap(row["Description"])}
                              for i, row in enumerate(state.seed.get("ship_via", []), start=1)])
+
+    def _sales_order_expand(request: Request) -> set[str]:
+        names = {n.strip() for n in (request.query_params.get("$expand") or "").split(",") if n.strip()}
+        if names - {"Details"}:
+            raise VendorError(500, {"message": "An error has occurred.", "exceptionMessage":
+                                    f"Unknown entity or field in $expand: {', '.join(sorted(names - {'Details'}))}"})
+        return names
+
+    def _sales_order_select(request: Request) -> tuple[set[str], dict[str, set[str]]]:
+        try:
+            return _select(request, "SalesOrder", SALES_ORDER_FIELDS, {"Details": SALES_ORDER_DETAIL_FIELDS})
+        except VendorError:
+            state.record_validation_error("SalesOrder $select", [request.query_params.get("$select") or ""])
+            raise
+
+    @api.get("/entity/{endpoint}/{version}/SalesOrder")
+    def list_sales_orders(endpoint: str, version: str, request: Request) -> JSONResponse:
+        check_endpoint(endpoint, version)
+        expand, select = _sales_order_expand(request), _sales_order_select(request)
+        predicate = lambda _o: True  # noqa: E731
+        if request.query_params.get("$filter"):
+            try:
+                predicate = compile_filter(request.query_params["$filter"], "SalesOrder", SALES_ORDER_FIELDS,
+                                           ("LastModified", "Date"))
+            except ValueError as exc:
+                state.record_validation_error("SalesOrder $filter", [str(exc)])
+                raise VendorError(500, {"message": "An error has occurred.",
+                                        "exceptionMessage": f"Invalid $filter: {exc}"}) from None
+        with state.lock:
+            state.increment("sales_order_reads")
+            return JSONResponse([render_sales_order(o, expand, select, prefix(endpoint, version))
+                                 for o in state.sales_orders.values() if predicate(o)])
+
+    @api.get("/entity/{endpoint}/{version}/SalesOrder/{order_type}/{order_nbr}")
+    def get_sales_order(endpoint: str, version: str, order_type: str, order_nbr: str,
+                        request: Request) -> JSONResponse:
+        check_endpoint(endpoint, version)
+        expand, select = _sales_order_expand(request), _sales_order_select(request)
+        order = state.find_sales_order(order_type, order_nbr)
+        if order is None:
+            raise VendorError(404, {"message": "No entity satisfies the condition."})
+        with state.lock:
+            state.increment("sales_order_reads")
+            return JSONResponse(render_sales_order(order, expand, select, prefix(endpoint, version)))
+
+    @api.get("/entity/{endpoint}/{version}/StockItem/{inventory_id}")
+    def get_stock_item(endpoint: str, version: str, inventory_id: str, request: Request) -> JSONResponse:
+        check_endpoint(endpoint, version)
+        try:
+            top, _ = _select(request, "StockItem", STOCK_ITEM_FIELDS, {})
+        except VendorError:
+            state.record_validation_error("StockItem $select", [request.query_params.get("$select") or ""])
+            raise
+        with state.lock:
+            item = state.stock_items.get(inventory_id.upper())
+            if item is None:
+                raise VendorError(404, {"message": "No entity satisfies the condition."})
+            state.increment("stock_item_reads")
+            return JSONResponse({"id": item["id"], "rowNumber": 1,
+                                 **{f: wrap(item.get(f)) for f in STOCK_ITEM_FIELDS if f in top},
+                                 "custom": {}, "_links": {"self": f"{prefix(endpoint, version)}/StockItem/{item['id']}"}})
 
     @api.get("/entity/{endpoint}/{version}/Shipment/{number}")
     def get_shipment(endpoint: str, version: str, number: str, request: Request) -> JSONResponse:

@@ -24,7 +24,11 @@ class AcumaticaState(SandboxState):
     (idle expiry), ``expire_sessions`` (set true: every open session expires now, as after an app pool
     recycle), ``fail_shipment_puts`` (the next N shipment updates fail with Acumatica's 500 "Another process has
     updated the record"). Counters: ``logins``, ``logouts``, ``logins_refused``, ``shipment_puts``, ``files_uploaded``,
-    ``files_replaced``, ``packages_inserted``, ``not_logged_in``."""
+    ``files_replaced``, ``packages_inserted``, ``not_logged_in``, ``sales_order_reads``, ``stock_item_reads``.
+
+    Data: shipments, and the sales orders (``OrderType``/``OrderNbr``, ``CurrencyID``, ``Details`` with
+    ``LineNbr``/``InventoryID``/``OrderQty``/``UnitPrice``) and stock items (``InventoryID``,
+    ``CountryOfOrigin``, ``TariffCode``) they were shipped from."""
 
     KNOB_DEFAULTS: ClassVar[dict[str, Any]] = {
         **SandboxState.KNOB_DEFAULTS,
@@ -44,6 +48,8 @@ class AcumaticaState(SandboxState):
         "files_replaced": 0,
         "packages_inserted": 0,
         "tokens_issued": 0,
+        "sales_order_reads": 0,
+        "stock_item_reads": 0,
     }
 
     def __init__(self, seed_path: Path = SEED_PATH) -> None:
@@ -52,6 +58,8 @@ class AcumaticaState(SandboxState):
         self.sessions: dict[str, dict[str, Any]] = {}
         self.tokens: set[str] = set()
         self.shipments: dict[str, dict[str, Any]] = {}
+        self.sales_orders: dict[tuple[str, str], dict[str, Any]] = {}
+        self.stock_items: dict[str, dict[str, Any]] = {}
         super().__init__()
 
     # -- data --------------------------------------------------------------------------------------------
@@ -59,6 +67,19 @@ class AcumaticaState(SandboxState):
         self.sessions = {}
         self.tokens = set()
         self.shipments = {}
+        self.sales_orders = {}
+        for raw in self.seed.get("sales_orders", []):
+            order = copy.deepcopy(raw)
+            order["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"acumatica/salesorder/{raw['OrderType']}/{raw['OrderNbr']}"))
+            for index, line in enumerate(order.get("Details", []), start=1):
+                line["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{order['id']}/detail/{index}"))
+                line.setdefault("LineNbr", index)
+            self.sales_orders[(order["OrderType"], order["OrderNbr"])] = order
+        self.stock_items = {}
+        for raw in self.seed.get("stock_items", []):
+            item = copy.deepcopy(raw)
+            item["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"acumatica/stockitem/{raw['InventoryID']}"))
+            self.stock_items[item["InventoryID"].upper()] = item
         now = self.now()
         for raw in self.seed["shipments"]:
             shipment = {k: copy.deepcopy(v) for k, v in raw.items() if k not in ("exercises", "expect",
@@ -79,6 +100,10 @@ class AcumaticaState(SandboxState):
             shipment["custom"] = {}
             shipment["files"] = {}  # filename -> bytes
             self.shipments[shipment["ShipmentNbr"]] = shipment
+
+    def find_sales_order(self, order_type: str, order_nbr: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.sales_orders.get((order_type, order_nbr))
 
     def endpoints(self) -> list[tuple[str, str]]:
         return [tuple(e) for e in self.seed["endpoints"]]

@@ -17,10 +17,11 @@ from tests.erp.acumatica.fixtures import (  # noqa: F401 - fixtures
     shipments,
 )
 
+from ml_connector.carriers.ups.carrier import UpsCarrier
 from ml_connector.erp.acumatica.hook import AcumaticaHook
 from ml_connector.erp.acumatica.source import AcumaticaSettings, AcumaticaSource
 from ml_connector.erp.protocol import ExtractFailure
-from ml_connector.errors import AuthenticationError, ConfigurationError, RetryableError
+from ml_connector.errors import AuthenticationError, ConfigurationError, RecordError, RetryableError
 from ml_connector.models import Label, Money, TrackingEvent, TrackingResult, TrackingStatus
 
 SHIP_FROM = {"name": "Warehouse", "lines": ["1 Main St"], "city": "Atlanta", "state": "GA", "postal_code": "30309",
@@ -42,7 +43,8 @@ def test_extract_reads_released_shipments_and_logs_out(acumatica):
     source.close()
     orders = {i.number: i for i in items if not isinstance(i, ExtractFailure)}
     failures = {i.number: i for i in items if isinstance(i, ExtractFailure)}
-    assert set(orders) == {"000101", "000102", "000103", "000104", "000105", "000106", "000108", "000109"}
+    assert set(orders) == {"000101", "000102", "000103", "000104", "000105", "000106", "000108", "000109",
+                           "000113"}
     assert set(failures) == {"000107"} and failures["000107"].error.field == "Packages/Weight"
     assert len(orders["000103"].packages) == 3
     assert orders["000101"].customer_reference == "SO005201" and orders["000101"].ship_method == "UPSGROUND"
@@ -55,12 +57,59 @@ def test_extract_reads_released_shipments_and_logs_out(acumatica):
     assert open_sessions(acumatica) == 0
 
 
+def test_shipments_abroad_read_their_sales_order_and_stock_items_once(acumatica):
+    source = AcumaticaSource(settings())  # customs_values: foreign (default), ship_from in the US
+    orders = {i.number: i for i in source.extract(*window()) if not isinstance(i, ExtractFailure)}
+    source.close()
+    lego = orders["000104"].lines[0]  # US -> CA: SO005204 line 1 and the AALEGO500 stock item
+    assert (lego.unit_value, lego.currency, lego.origin_country, lego.hs_code) == \
+        (Decimal("49.99"), "USD", "DK", "9503000073")
+    mug = orders["000113"].lines[0]  # its sales order line has no price: left empty for the carrier to name
+    assert (mug.unit_value, mug.currency, mug.origin_country) == (Decimal("0"), "USD", None)
+    assert orders["000101"].lines[0].unit_value is None  # domestic: nothing read
+    # what the UPS carrier makes of them: 000104 gets its commercial invoice, 000113 is refused naming the field
+    carrier = UpsCarrier.from_settings(settings(default_origin_country="US"))
+    assert carrier.plan(orders["000104"]).service_code == "11"
+    with pytest.raises(RecordError) as caught:
+        carrier.plan(orders["000113"])
+    assert caught.value.field == "lines[0].unit_value" and "000113" in str(caught.value)
+    counters = acumatica.counters("acumatica")
+    assert counters["sales_order_reads"] == 2 and counters["stock_item_reads"] == 2
+    assert acumatica.validation_errors("acumatica") == []
+
+
+@pytest.mark.parametrize(("mode", "reads"), [("always", 10), ("never", 0)])
+def test_customs_values_setting_decides_which_shipments_read_their_sales_orders(acumatica, mode, reads):
+    source = AcumaticaSource(settings(customs_values=mode))
+    orders = {i.number: i for i in source.extract(*window()) if not isinstance(i, ExtractFailure)}
+    source.close()
+    assert acumatica.counters("acumatica")["sales_order_reads"] == reads
+    assert (orders["000101"].lines[0].unit_value is not None) is (mode == "always")
+    assert (orders["000104"].lines[0].unit_value is not None) is (mode == "always")
+
+
+def test_sales_order_and_stock_item_reads_honour_select_and_a_missing_record_is_none(acumatica):
+    with AcumaticaHook() as hook:
+        so = hook.get_sales_order("SO", "SO005204")
+        assert so is not None
+        assert {"OrderType", "OrderNbr", "CurrencyID", "Details"} <= set(so) and "Status" not in so
+        assert set(so["Details"][0]) == {"id", "rowNumber", "LineNbr", "InventoryID", "UnitPrice"}
+        assert so["Details"][0]["UnitPrice"] == {"value": 49.99}
+        assert hook.get_sales_order("SO", "SO999999") is None
+        assert hook.get_sales_order("SO", "A/B") is None  # read with $filter: no such order
+        item = hook.get_stock_item("AALEGO500")
+        assert item["CountryOfOrigin"] == {"value": "DK"} and "Description" not in item
+        assert hook.get_stock_item("NOSUCHITEM") is None
+    assert acumatica.validation_errors("acumatica") == []
+    assert open_sessions(acumatica) == 0
+
+
 def test_paging_reads_every_page(acumatica, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ACUMATICA_DEFAULT",
                        acumatica_connection(acumatica.url("acumatica"), page_size="2"))
     with AcumaticaHook() as hook:
         numbers = [s["ShipmentNbr"]["value"] for s in hook.iter_shipments(*window(), statuses=["Open"])]
-    assert len(numbers) == len(set(numbers)) == 10  # 11 Open, one of them 3 days old
+    assert len(numbers) == len(set(numbers)) == 11  # 12 Open, one of them 3 days old
 
 
 def test_unknown_endpoint_version_names_the_offered_ones(acumatica, monkeypatch):

@@ -124,3 +124,48 @@ def test_status_line_replaces_only_its_own_line_in_the_note():
     assert body["note"] == v("Call before delivery\n[ml-connector UPS] 1ZA: delivered; delivered "
                              "2026-11-28T15:04:00+00:00; signed by J SMITH")
     assert acu.status_put(shipment(note=body["note"]), tracking, write_note=True, custom_fields={}) is None
+
+
+# -------------------------------------------------------------------------------- customs values
+
+
+def sales_order(*lines, currency="USD", order_nbr="SO005201"):
+    return {"id": "so1", "OrderType": v("SO"), "OrderNbr": v(order_nbr), "CurrencyID": v(currency),
+            "Details": [{"id": f"l{n}", "LineNbr": v(n), "InventoryID": v(sku), "UnitPrice": price}
+                        for n, sku, price in lines]}
+
+
+def test_shipment_lines_take_price_and_currency_from_their_sales_order_line():
+    doc = shipment(Details=[
+        {"id": "d1", "InventoryID": v("AALEGO500"), "ShippedQty": v(2), "Description": v("Lego"),
+         "OrderType": v("SO"), "OrderNbr": v("SO005201"), "OrderLineNbr": v(2)},
+        {"id": "d2", "InventoryID": v("COFFEEMUG"), "ShippedQty": v(1), "Description": v("Mug")}])  # no line nbr
+    so = sales_order((1, "AALEGO500", v(10)), (2, "AALEGO500", v(49.99)), (3, "COFFEEMUG", v(7.5)), currency="cad")
+    items = {"AALEGO500": {"InventoryID": v("AALEGO500"), "CountryOfOrigin": v("dk"), "TariffCode": v("9503.00.0073")},
+             "COFFEEMUG": {"InventoryID": v("COFFEEMUG"), "CountryOfOrigin": {}, "TariffCode": {}}}
+    order = acu.order_from_shipment(doc, sales_orders={("SO", "SO005201"): so}, stock_items=items)
+    lego, mug = order.lines
+    # matched by OrderType/OrderNbr/OrderLineNbr (line 2, not the first line of the same item)
+    assert (lego.unit_value, lego.currency, lego.origin_country, lego.hs_code) == \
+        (Decimal("49.99"), "CAD", "DK", "9503000073")
+    # no order line number: the first priced line of the item; the item has no origin (the settings fill it)
+    assert (mug.unit_value, mug.currency, mug.origin_country, mug.hs_code) == (Decimal("7.5"), "CAD", None, None)
+
+
+def test_an_unpriced_sales_order_line_leaves_the_value_empty_without_guessing():
+    doc = shipment(Details=[{"id": "d1", "InventoryID": v("AALEGO500"), "ShippedQty": v(1), "OrderType": v("SO"),
+                             "OrderNbr": v("SO005201"), "OrderLineNbr": v(1)}])
+    so = sales_order((1, "AALEGO500", {}), (2, "AALEGO500", v(49.99)))
+    line = acu.order_from_shipment(doc, sales_orders={("SO", "SO005201"): so}).lines[0]
+    assert line.unit_value is None and line.currency == "USD"  # the carrier names lines[0].unit_value
+    assert acu.order_from_shipment(doc).lines[0].unit_value is None  # sales order not read
+
+
+def test_customs_keys_and_the_sales_order_filter():
+    doc = shipment(Orders=[{"OrderType": v("SO"), "OrderNbr": v("A")}, {"OrderType": v("SO"), "OrderNbr": v("A")},
+                           {"OrderType": v("QT"), "OrderNbr": v("B")}, {"OrderNbr": v("C")}],
+                   Details=[{"InventoryID": v("x1")}, {"InventoryID": v("X1")}, {"InventoryID": {}}])
+    assert acu.sales_order_keys(doc) == [("SO", "A"), ("QT", "B")]
+    assert acu.item_ids(doc) == ["X1"]
+    assert acu.ship_to_country(doc) == "US" and acu.ship_to_country({}) is None
+    assert acu.sales_order_filter("SO", "O'Brien/1") == "OrderType eq 'SO' and OrderNbr eq 'O''Brien/1'"

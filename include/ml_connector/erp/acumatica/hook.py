@@ -35,7 +35,13 @@ from urllib.parse import quote
 import requests
 
 from ml_connector import http
-from ml_connector.erp.acumatica.mapping import SHIPMENT_EXPAND, shipments_filter
+from ml_connector.erp.acumatica.mapping import (
+    SALES_ORDER_SELECT,
+    SHIPMENT_EXPAND,
+    STOCK_ITEM_SELECT,
+    sales_order_filter,
+    shipments_filter,
+)
 from ml_connector.errors import (
     ApiError,
     AuthenticationError,
@@ -378,6 +384,35 @@ class AcumaticaHook(ConnectorHook):
         except ConfigurationError:
             raise RecordError("the shipment no longer exists in Acumatica", record=shipment_nbr,
                               field="ShipmentNbr") from None
+        return body
+
+    def get_sales_order(self, order_type: str, order_nbr: str) -> dict[str, Any] | None:
+        """One sales order by its keys (``GET .../SalesOrder/{OrderType}/{OrderNbr}``) with its currency and its
+        lines' prices (``$expand=Details``, ``$select=`` :data:`SALES_ORDER_SELECT`); None when it does not exist.
+        A key holding a ``/`` cannot be a URL segment: such an order is read with ``$filter`` instead."""
+        params = {"$expand": "Details", "$select": SALES_ORDER_SELECT}
+        if "/" in order_type or "/" in order_nbr:
+            body = self._get_or_none(f"{self.entity_url}/SalesOrder",
+                                     {**params, "$filter": sales_order_filter(order_type, order_nbr)})
+            return body[0] if isinstance(body, list) and body else None
+        body = self._get_or_none(
+            f"{self.entity_url}/SalesOrder/{quote(order_type, safe='')}/{quote(order_nbr, safe='')}", params)
+        return body if isinstance(body, dict) else None
+
+    def get_stock_item(self, inventory_id: str) -> dict[str, Any] | None:
+        """One stock item (``GET .../StockItem/{InventoryID}``, ``$select=`` :data:`STOCK_ITEM_SELECT`: country of
+        origin and tariff code); None when there is none (a non-stock item, or an id holding a ``/``)."""
+        if "/" in inventory_id:
+            return None
+        body = self._get_or_none(f"{self.entity_url}/StockItem/{quote(inventory_id, safe='')}",
+                                 {"$select": STOCK_ITEM_SELECT})
+        return body if isinstance(body, dict) else None
+
+    def _get_or_none(self, url: str, params: dict[str, Any]) -> Any:
+        try:
+            body, _ = self._call("GET", url, params=params)
+        except ConfigurationError:  # 404: no such record (the endpoint itself was checked at first use)
+            return None
         return body
 
     def put_shipment(self, body: dict[str, Any], *, expand: str | None = "Packages") -> dict[str, Any]:

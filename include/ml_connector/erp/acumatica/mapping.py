@@ -10,6 +10,15 @@ One Acumatica shipment is one :class:`Order`: ``number`` is the ``ShipmentNbr`` 
 label's first reference finds exactly this shipment again), ``customer_reference`` the sales order number
 (``Orders[0].OrderNbr``), and each ``Packages`` row one :class:`Package` (one 1Z each).
 
+Customs values (for the commercial invoice of a shipment leaving the customs area): shipment detail lines carry
+no price, the sales order lines do. The source reads each sales order named in the shipment's ``Orders``
+(:data:`SALES_ORDER_SELECT`) and each item's ``StockItem`` (:data:`STOCK_ITEM_SELECT`) when the
+``customs_values`` setting asks for them; a shipment line takes ``UnitPrice`` of its sales order line (matched
+by ``OrderType``/``OrderNbr``/``OrderLineNbr``, else by ``InventoryID``), the sales order's ``CurrencyID``, and
+the stock item's ``CountryOfOrigin`` and ``TariffCode`` (dots and spaces dropped). A value Acumatica does not
+have stays empty: the pipeline's ``item_origin_countries`` / ``default_origin_country`` fill the origin, and the
+carrier quarantines a shipment whose invoice still lacks something, naming the line and the field.
+
 Weight rule per package row: its ``Weight`` when > 0; else (a shipment with no package rows at all) one package
 weighed from the shipment's ``Details`` with the pipeline's ``item_weights`` / ``default_weight_per_unit``;
 else :class:`MissingWeight` naming the shipment and the field. A weight is never defaulted to zero.
@@ -29,6 +38,10 @@ from ml_connector.models import Address, Dimensions, Order, OrderLine, Package, 
 ERP_NAME = "acumatica"
 #: the detail and linked entities an extraction must name in ``$expand`` (contract v4 returns none otherwise)
 SHIPMENT_EXPAND = "Packages,Details,Orders,ShippingSettings/ShipToAddress,ShippingSettings/ShipToContact"
+#: what a sales order read for customs values returns: its currency and its lines' prices (``$expand=Details``)
+SALES_ORDER_SELECT = "OrderType,OrderNbr,CurrencyID,Details/LineNbr,Details/InventoryID,Details/UnitPrice"
+#: what a stock item read for customs values returns
+STOCK_ITEM_SELECT = "InventoryID,CountryOfOrigin,TariffCode"
 #: Acumatica's ShipmentPackage.TrackingNbr is nvarchar(255) in SOPackageDetail [U]: refused when longer
 TRACKING_NBR_MAX = 255
 #: the first characters of the line ml-connector keeps in the shipment's note (one line, replaced in place)
@@ -107,6 +120,13 @@ def shipments_filter(start: datetime, end: datetime, *, statuses: Sequence[str])
 # ---------------------------------------------------------------------------------------- extraction
 
 
+def sales_order_filter(order_type: str, order_nbr: str) -> str:
+    """``$filter`` for one sales order by its keys (quotes doubled, as OData text literals want)."""
+    def literal(raw: str) -> str:
+        return "'" + raw.replace("'", "''") + "'"
+    return f"OrderType eq {literal(order_type)} and OrderNbr eq {literal(order_nbr)}"
+
+
 def shipment_numbers(payload: dict[str, Any], key_field: str = "ShipmentNbr") -> list[str]:
     """The shipment numbers a push notification names (its ``Inserted`` rows' ``key_field``; updates arrive as
     a Deleted + Inserted pair, deletions alone name nothing to ship)."""
@@ -151,7 +171,9 @@ class PackageRow:
 def order_from_shipment(doc: Mapping[str, Any], *, default_weight_per_unit: Decimal | None = None,
                         item_weights: Mapping[str, Decimal] | None = None, weight_unit: WeightUnit = "LBS",
                         dimension_unit: Literal["IN", "CM"] = "IN",
-                        ship_via_descriptions: Mapping[str, str] | None = None) -> Order:
+                        ship_via_descriptions: Mapping[str, str] | None = None,
+                        sales_orders: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+                        stock_items: Mapping[str, Mapping[str, Any]] | None = None) -> Order:
     """Map one Shipment (read with ``$expand=`` :data:`SHIPMENT_EXPAND`) to an Order.
 
     :param default_weight_per_unit: weight of one unit of an item without an ``item_weights`` entry, used only
@@ -162,6 +184,9 @@ def order_from_shipment(doc: Mapping[str, Any], *, default_weight_per_unit: Deci
         unit at company level, not on the row).
     :param ship_via_descriptions: ``CarrierID`` -> ``Description`` of the Ship Via codes: the description is
         the carrier's second chance to resolve the service ("UPS 2nd Day Air").
+    :param sales_orders: the shipment's sales orders by ``(OrderType, OrderNbr)``, read with
+        :data:`SALES_ORDER_SELECT` (see the module's customs values); none: the lines carry no value.
+    :param stock_items: ``StockItem`` records by upper-cased ``InventoryID``, read with :data:`STOCK_ITEM_SELECT`.
     :raises RecordError: the ship-to address is incomplete (the message names the Acumatica field).
     :raises MissingWeight: a package row without a weight, or no package rows and no weight from the details.
     """
@@ -177,7 +202,7 @@ def order_from_shipment(doc: Mapping[str, Any], *, default_weight_per_unit: Deci
         ship_method_description=(ship_via_descriptions or {}).get(text(doc.get("ShipVia")) or ""),
         ship_to=ship_to,
         packages=[row.package for row in rows],
-        lines=_order_lines(doc, number),
+        lines=_order_lines(doc, number, sales_orders=sales_orders, stock_items=stock_items),
         modified_at=parse_datetime(doc.get("LastModifiedDateTime")),
         customer_reference=sales_order_number(doc),
     )
@@ -196,6 +221,30 @@ def sales_order_number(doc: Mapping[str, Any]) -> str | None:
         if nbr:
             return nbr
     return None
+
+
+def sales_order_keys(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(OrderType, OrderNbr)`` of every sales order in the shipment's ``Orders``, in order, once each."""
+    keys = []
+    for row in doc.get("Orders") or []:
+        order_type, nbr = text(row.get("OrderType")), text(row.get("OrderNbr"))
+        if order_type and nbr and (order_type, nbr) not in keys:
+            keys.append((order_type, nbr))
+    return keys
+
+
+def item_ids(doc: Mapping[str, Any]) -> list[str]:
+    """The distinct ``InventoryID`` values of the shipment's ``Details``, upper-cased, in order."""
+    return list(dict.fromkeys(sku.upper() for row in doc.get("Details") or []
+                              if (sku := text(row.get("InventoryID")))))
+
+
+def ship_to_country(doc: Mapping[str, Any]) -> str | None:
+    """The ship-to country as the shipment holds it (upper-cased; None when not read or empty)."""
+    settings = doc.get("ShippingSettings")
+    address = settings.get("ShipToAddress") if isinstance(settings, Mapping) else None
+    country = text((address or {}).get("Country")) if isinstance(address, Mapping) else None
+    return country.upper() if country else None
 
 
 def package_rows(doc: Mapping[str, Any], *, default_weight_per_unit: Decimal | None = None,
@@ -278,14 +327,55 @@ def _ship_to(doc: Mapping[str, Any], number: str) -> Address:
     )
 
 
-def _order_lines(doc: Mapping[str, Any], number: str) -> list[OrderLine]:
+def _order_lines(doc: Mapping[str, Any], number: str, *,
+                 sales_orders: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+                 stock_items: Mapping[str, Mapping[str, Any]] | None = None) -> list[OrderLine]:
+    prices = _sales_order_prices(doc, number, sales_orders or {})
+    items = {str(k).strip().upper(): v for k, v in (stock_items or {}).items()}
     lines = []
     for row in doc.get("Details") or []:
         sku = text(row.get("InventoryID"))
         quantity = _decimal(value(row.get("ShippedQty")), record=number, field="Details/ShippedQty")
-        if sku and quantity and quantity > 0:
-            lines.append(OrderLine(sku=sku.upper(), description=text(row.get("Description")), quantity=quantity))
+        if not (sku and quantity and quantity > 0):
+            continue
+        sku = sku.upper()
+        key = (text(row.get("OrderType")), text(row.get("OrderNbr")), _line_nbr(row.get("OrderLineNbr")))
+        unit_value, currency = prices.get(key) or prices.get(sku) or (None, None)
+        item = items.get(sku) or {}
+        origin = text(item.get("CountryOfOrigin"))
+        tariff = "".join((text(item.get("TariffCode")) or "").replace(".", " ").split())
+        lines.append(OrderLine(sku=sku, description=text(row.get("Description")), quantity=quantity,
+                               unit_value=unit_value, currency=currency,
+                               origin_country=origin.upper() if origin else None, hs_code=tariff or None))
     return lines
+
+
+def _line_nbr(field: Any) -> int | None:
+    raw = value(field)
+    try:
+        return int(raw) if raw is not None and raw != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _sales_order_prices(doc: Mapping[str, Any], number: str, sales_orders: Mapping[tuple[str, str], Mapping[str, Any]]
+                        ) -> dict[Any, tuple[Decimal | None, str | None]]:
+    """``(OrderType, OrderNbr, LineNbr)`` -> (unit price or None, currency) of every sales order line, and
+    ``InventoryID`` -> the first priced line of that item (for shipment lines without an order line number)."""
+    prices: dict[Any, tuple[Decimal | None, str | None]] = {}
+    for key in sales_order_keys(doc):
+        so = sales_orders.get(key)
+        if not so:
+            continue
+        currency = text(so.get("CurrencyID"))
+        for line in so.get("Details") or []:
+            price = _decimal(value(line.get("UnitPrice")), record=number, field="SalesOrder Details/UnitPrice")
+            entry = (price, currency.upper() if currency else None)
+            prices[(key[0], key[1], _line_nbr(line.get("LineNbr")))] = entry  # a line without a price: None
+            sku = text(line.get("InventoryID"))
+            if sku and price is not None:
+                prices.setdefault(sku.upper(), entry)
+    return prices
 
 
 def _weight_from_details(doc: Mapping[str, Any], number: str, default_weight_per_unit: Decimal | None,

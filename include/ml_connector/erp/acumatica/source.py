@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ml_connector.erp.acumatica import mapping as acu
+from ml_connector.erp.customs import CustomsValues, wants_customs_values
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
 from ml_connector.errors import ApiError, AuthenticationError, ConfigurationError, RecordError
 from ml_connector.models import Address, Label, Money, Order, TrackingResult
@@ -37,6 +38,11 @@ class AcumaticaSettings(PipelineSettings):
         a custom field on the shipment (``Document.UsrUPSStatus``), written only on change.
     :param push_key_field: the column of the push notification's Generic Inquiry that holds the shipment
         number (default ``ShipmentNbr``).
+    :param customs_values: when to read the values of a commercial invoice (the shipment's lines carry no
+        price): each sales order in the shipment's ``Orders`` (line ``UnitPrice``, ``CurrencyID``) and each
+        item's ``StockItem`` (``CountryOfOrigin``, ``TariffCode``), one read each per task: ``foreign``
+        (shipments to another country than ship_from's, default), ``always`` or ``never``. An origin the item
+        lacks comes from ``item_origin_countries`` / ``default_origin_country``.
     """
 
     erp: Literal["acumatica"] = "acumatica"
@@ -48,6 +54,7 @@ class AcumaticaSettings(PipelineSettings):
     status_note: bool = True
     status_custom_fields: dict[str, str] = Field(default_factory=dict)
     push_key_field: str = "ShipmentNbr"
+    customs_values: CustomsValues = "foreign"
 
     @field_validator("status_custom_fields")
     @classmethod
@@ -71,6 +78,8 @@ class AcumaticaSource(OrderSource):
     def __init__(self, settings: PipelineSettings, hook: Any | None = None) -> None:
         super().__init__(settings, hook)
         self._ship_via: dict[str, str] | None = None
+        self._sales_orders: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._stock_items: dict[str, dict[str, Any] | None] = {}
 
     @classmethod
     def make_hook(cls, settings: PipelineSettings) -> Any:
@@ -94,6 +103,25 @@ class AcumaticaSource(OrderSource):
                 self._ship_via = {}
         return self._ship_via
 
+    def customs_records(self, doc: dict[str, Any]) -> tuple[dict[tuple[str, str], dict[str, Any]],
+                                                            dict[str, dict[str, Any]]]:
+        """The shipment's sales orders and stock items when ``customs_values`` asks for them (each read once per
+        source, whatever the number of shipments naming it); empty otherwise."""
+        if not wants_customs_values(self.settings.customs_values, self.settings.ship_from, acu.ship_to_country(doc)):
+            return {}, {}
+        for key in acu.sales_order_keys(doc):
+            if key not in self._sales_orders:
+                self._sales_orders[key] = self.hook.get_sales_order(*key)
+                if self._sales_orders[key] is None:
+                    log.warning("shipment %s: sales order %s %s not found; its lines carry no value",
+                                acu.shipment_number(doc), *key)
+        for sku in acu.item_ids(doc):
+            if sku not in self._stock_items:
+                self._stock_items[sku] = self.hook.get_stock_item(sku)
+        sales_orders = {k: so for k in acu.sales_order_keys(doc) if (so := self._sales_orders.get(k))}
+        stock_items = {k: item for k in acu.item_ids(doc) if (item := self._stock_items.get(k))}
+        return sales_orders, stock_items
+
     def _map(self, docs: Iterable[dict[str, Any]]) -> Iterator[Order | ExtractFailure]:
         s = self.settings
         for doc in docs:
@@ -103,10 +131,12 @@ class AcumaticaSource(OrderSource):
                 log.info("shipment %s skipped: %s", number, why)
                 continue
             try:
+                sales_orders, stock_items = self.customs_records(doc)
                 yield acu.order_from_shipment(
                     doc, default_weight_per_unit=s.default_weight_per_unit, item_weights=s.item_weights,
                     weight_unit=s.weight_unit, dimension_unit=s.dimension_unit,
-                    ship_via_descriptions=self.ship_via_descriptions())
+                    ship_via_descriptions=self.ship_via_descriptions(), sales_orders=sales_orders,
+                    stock_items=stock_items)
             except RecordError as exc:
                 yield ExtractFailure(erp=self.erp, erp_id=str(doc.get("id") or number), number=number,
                                      modified_at=acu.parse_datetime(doc.get("LastModifiedDateTime")), error=exc)

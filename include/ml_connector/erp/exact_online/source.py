@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ml_connector.erp.customs import CustomsValues, wants_customs_values
 from ml_connector.erp.exact_online import mapping as exact
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
 from ml_connector.errors import ConfigurationError, RecordError
@@ -35,7 +36,7 @@ class ExactOnlineSettings(PipelineSettings):
 
     erp: Literal["exact_online"] = "exact_online"
     weight_unit: Literal["LBS", "KGS"] = "KGS"
-    customs_values: Literal["foreign", "always", "never"] = "foreign"
+    customs_values: CustomsValues = "foreign"
     tracking_on_lines: bool = False
     status_field: str = Field("Remarks", min_length=1, max_length=60)
     status_texts: dict[str, str] = Field(default_factory=dict)
@@ -71,13 +72,6 @@ class ExactOnlineSource(OrderSource):
             self._items[item_id] = self.hook.get_item(item_id)
         return self._items[item_id]
 
-    def _wants_customs_values(self, address: dict[str, Any] | None) -> bool:
-        if self.settings.customs_values != "foreign":
-            return self.settings.customs_values == "always"
-        origin = self.settings.ship_from.country if self.settings.ship_from else None
-        country = str((address or {}).get("Country") or "").upper()
-        return bool(country) and country != origin
-
     def order_from(self, delivery: dict[str, Any]) -> Order:
         """Resolve one goods delivery's address, items and (for customs) its sales orders, then map it."""
         address = self._address(delivery.get("DeliveryAddress"))
@@ -85,7 +79,8 @@ class ExactOnlineSource(OrderSource):
         items = {str(line.get("Item")): item for line in lines if line.get("Item")
                  for item in [self._item(str(line.get("Item")))] if item}
         sales_orders: dict[str, dict[str, Any]] = {}
-        if self._wants_customs_values(address):
+        if wants_customs_values(self.settings.customs_values, self.settings.ship_from,
+                                str((address or {}).get("Country") or "")):
             for number in {line.get("SalesOrderNumber") for line in lines if line.get("SalesOrderNumber")}:
                 so = self.hook.get_sales_order(number)
                 if so:
