@@ -129,7 +129,7 @@ def test_0002_ledger_is_upgraded_to_0003_keeping_rows_and_the_purchase_fact(ledg
     engine._SCHEMA_READY.clear()  # as in a new process
 
     ledger = Ledger(ledger_url)
-    assert ledger.current_revision() == migrations.head_revision() == "0003"
+    assert ledger.current_revision() == migrations.head_revision() >= "0003"  # later revisions build on it
     got = {r.order_number: r for r in ledger.list("bc_ups")}
     assert set(got) == {"SO-EXTRACTED", "SO-REQUESTED", "SO-F2", "SO-LABELLED"}
     assert got["SO-EXTRACTED"].label_requested_at is None
