@@ -90,6 +90,8 @@ class PipelineSettings(BaseModel):
     tracking_push_fresh_hours: float = Field(24.0, ge=0, le=14 * 24)
     # packages open longer than this are reported once and no longer polled (UPS keeps tracking data 120 days)
     tracking_max_age_days: float = Field(30.0, gt=0, le=120)
+    # a delivery pushed without who signed costs one Track API call for the proof of delivery
+    tracking_proof_of_delivery: bool = True
     # Track Alert push: off (poll only), v1 (our URL + credential in each subscription) or v2 (webhook
     # registered in the carrier's portal); subscriptions are renewed this many days after they were made
     track_alert: Literal["off", "v1", "v2"] = "off"

@@ -125,7 +125,8 @@ def test_renewal_at_day_12_in_transit_not_when_delivered_and_a_failed_one_switch
         ledger: Ledger):
     in_transit, delivered, failing = labelled(ledger, 3, age_hours=12 * 24)
     set_subscribed(ledger, [in_transit, delivered, failing], days_ago=12)
-    ledger.record_package_status(delivered, TrackingStatus.DELIVERED, source="webhook", now=NOW - DAY)
+    ledger.record_package_status(delivered, TrackingStatus.DELIVERED, source="webhook", received_by="JANE DOE",
+                                 now=NOW - DAY)
     carrier, erp = FakeCarrier(), FakeErp()
     carrier.fail_subscription = {failing}
     settings = {**V1, "quantum_view_fallback_subscription": "MLConnectorQV"}
@@ -163,3 +164,17 @@ def test_a_credential_rotation_renews_every_open_subscription(ledger: Ledger):
     carrier.rotated = True
     run(poll_operator(ledger, carrier, erp, **V1))
     assert carrier.subscribe_calls == [numbers]
+
+
+def test_a_pushed_delivery_without_signature_costs_one_call_for_the_proof_of_delivery(ledger: Ledger):
+    number = labelled(ledger, 1)[0]
+    set_subscribed(ledger, [number], days_ago=1)
+    ledger.inbox_put("fake", json.dumps({"number": number, "status": "delivered", "at": NOW - 600, "code": "FS"}),
+                     dedupe_key="FS")
+    carrier, erp = FakeCarrier(), FakeErp()
+    carrier.statuses[number] = TrackingStatus.DELIVERED
+    counts = run(poll_operator(ledger, carrier, erp, **V1))
+    assert counts["proof_of_delivery"] == 1 and carrier.track_calls == [number]
+    assert erp.statuses == [("SO-00000", "delivered", "2026-11-20T11:50:00+00:00", "JANE DOE")]
+    run(poll_operator(ledger, carrier, erp, now=NOW + 2 * HOUR, **V1))
+    assert carrier.track_calls == [number]  # delivered: never again

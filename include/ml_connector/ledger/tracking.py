@@ -146,7 +146,7 @@ class TrackingMixin(LedgerBase):
                 values.update(status=status, last_source=source, location=location or current["location"],
                               last_event_at=max([e for e in (event_epoch, current["last_event_at"]) if e is not None],
                                                 default=None))
-            values["delivered_at"] = delivered_at or current["delivered_at"]
+            values["delivered_at"] = current["delivered_at"] or delivered_at  # the first known delivery time stays
             values["received_by"] = received_by or current["received_by"]
             conn.execute(t.update().where(t.c.tracking_number == tracking_number).values(**values))
             changed = not keep and status != current["status"]

@@ -223,6 +223,7 @@ class PollTrackingOperator(PipelineOperator):
             counts.update(self._subscribe(carrier, numbers, tracking, subscriptions, now))
             subscriptions = ledger.subscriptions(numbers)
 
+        counts["proof_of_delivery"] = self._proof_of_delivery(carrier, numbers, ledger.package_tracking(numbers), now)
         plan = plan_polls(numbers, settings=self.settings, now=now, labelled_at=ledger.package_labelled_at(numbers),
                           tracking=tracking, subscriptions=subscriptions)
         counts["skipped"] = plan.skipped
@@ -314,6 +315,17 @@ class PollTrackingOperator(PipelineOperator):
                 store_result(self.ledger, result, source="poll", now=now)
                 self.ledger.mark_polled([number], now=now)
         return polled, errors
+
+    def _proof_of_delivery(self, carrier: Carrier, numbers: list[str], tracking: dict[str, PackageTracking],
+                           now: float) -> int:
+        """A delivery pushed without who signed (Track Alert standard subscriptions carry no ``receivedBy``):
+        one Track API call for that package, once, fetches the proof of delivery."""
+        if not self.settings.tracking_proof_of_delivery:
+            return 0
+        wanted = [n for n in numbers if (t := tracking.get(n)) is not None and t.status == "delivered"
+                  and not t.received_by and t.last_source != "poll" and t.polled_at is None]
+        fetched, _errors = self._poll(carrier, wanted, now)
+        return fetched
 
     def _report_too_old(self, rows: list[ShipmentRow], numbers: list[str], now: float) -> list[str]:
         if not numbers:
