@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests.dags.conftest import airflow_db, pipeline_env  # noqa: F401 - fixtures of the end-to-end test
 
 from ml_connector.carriers.protocol import Carrier, SubscriptionOutcome
 from ml_connector.errors import RecordError, RetryableError

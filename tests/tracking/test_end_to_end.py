@@ -21,16 +21,7 @@ import pytest
 import requests
 import yaml
 from tests.conftest import ROOT, stop_group, ups_connection
-from tests.dags.conftest import (  # noqa: F401 - airflow_db and pipeline_env are fixtures used here
-    PIPELINE,
-    airflow_db,
-    bc_orders,
-    interval_end,
-    load_dag,
-    pipeline_env,
-    place_orders,
-    run_interval,
-)
+from tests.dags.conftest import PIPELINE, bc_orders, interval_end, load_dag, place_orders, run_interval
 
 from ml_connector.ledger import Ledger, ShipmentState
 
