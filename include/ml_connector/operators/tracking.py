@@ -296,24 +296,25 @@ class PollTrackingOperator(PipelineOperator):
         if not numbers:
             return 0, []
 
-        def follow(number: str) -> tuple[str, TrackingResult | None, ConnectorError | None]:
+        def follow(number: str) -> tuple[str, ConnectorError | None]:
+            # the answer is stored by the thread that got it, overlapping the other calls' wait
             try:
-                return number, carrier.track(number), None
+                result = carrier.track(number)
             except ConnectorError as exc:
-                return number, None, exc
+                return number, exc
+            store_result(self.ledger, result, source="poll", now=now)
+            return number, None
 
         errors: list[str] = []
         polled = 0
         with ThreadPoolExecutor(max_workers=self.settings.lane_concurrency) as pool:
-            for number, result, error in pool.map(follow, numbers):
+            for number, error in pool.map(follow, numbers):
                 if error is not None:
                     if isinstance(error, PermanentError) and not isinstance(error, RecordError):
                         raise error  # configuration or credentials: the task fails, nothing else is tried
                     errors.append(f"{number}: {error}")
                     continue
                 polled += 1
-                store_result(self.ledger, result, source="poll", now=now)
-                self.ledger.mark_polled([number], now=now)
         return polled, errors
 
     def _proof_of_delivery(self, carrier: Carrier, numbers: list[str], tracking: dict[str, PackageTracking],
@@ -345,8 +346,9 @@ class PollTrackingOperator(PipelineOperator):
     # -- the ERP --------------------------------------------------------------------------------------------
     def _write_statuses(self, rows: list[ShipmentRow], tracking: dict[str, PackageTracking],
                         actor: str) -> tuple[int, list[str]]:
-        erp = None
-        changes, failures = 0, []
+        """Write each changed status to the ERP and the ledger, ``lane_concurrency`` at a time (ERP writes are
+        calls too: a thousand deliveries must not wait for each other)."""
+        changed: list[tuple[ShipmentRow, TrackingResult, ShipmentState]] = []
         for row in rows:
             results = [r for r in (stored_result(self.ledger, n, tracking.get(n), with_events=False)
                                    for n in row.tracking_numbers) if r]
@@ -356,10 +358,16 @@ class PollTrackingOperator(PipelineOperator):
                 continue  # nothing new for the ERP
             if row.state is ShipmentState.LABELLED and self.settings.writeback:
                 continue  # wait for the write-back: the ERP must show the 1Z first
+            changed.append((row, lead, target))
+        if not changed:
+            return 0, []
+        erp = self.source() if self.settings.writeback else None
+
+        def apply(change: tuple[ShipmentRow, TrackingResult, ShipmentState]) -> str | None:
+            row, lead, target = change
             lead = stored_result(self.ledger, lead.tracking_number, tracking.get(lead.tracking_number)) or lead
             try:
-                if self.settings.writeback:
-                    erp = erp or self.source()
+                if erp is not None:
                     erp.write_status(row.order, lead)
                 self.ledger.transition(
                     row.id, target, step="poll_tracking", actor=actor,
@@ -368,11 +376,14 @@ class PollTrackingOperator(PipelineOperator):
                             + (f", received by {lead.received_by}" if lead.received_by else ""),
                     tracking_status=lead.status.value,
                     delivered_at=lead.delivered_at.isoformat() if lead.delivered_at else None)
-                changes += 1
             except (RecordError, RetryableError) as exc:
-                failures.append(f"{row.order_number}: {exc}")
                 self.ledger.record_error(row.id, step="poll_tracking", error=exc, actor=actor)
-        return changes, failures
+                return f"{row.order_number}: {exc}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=self.settings.lane_concurrency) as pool:
+            failures = [f for f in pool.map(apply, changed) if f]
+        return len(changed) - len(failures), failures
 
 
 _PRIORITY = [TrackingStatus.EXCEPTION, TrackingStatus.PICKED_UP, TrackingStatus.IN_TRANSIT,
