@@ -166,8 +166,8 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     assert credential.field["schema"]["title"] == "Track Alert credential"
     assert credential.is_sensitive is True
     assert widgets["extra__ups__label_format"].field["value"] == "GIF"
-    assert [n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive] == [
-        "extra__ups__track_alert_credential"]
+    assert sorted(n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive) == [
+        "extra__ups__track_alert_credential", "extra__ups__track_alert_token_client_secret"]
 
     behaviours = providers_manager.field_behaviours
     assert behaviours["ups"]["relabeling"] == {"host": "API base URL", "login": "Client ID",

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 import yaml
 from tests.conftest import ROOT, stop_group, ups_connection
 from tests.dags.conftest import PIPELINE, bc_orders, interval_end, load_dag, place_orders, run_interval
 
-from ml_connector.ledger import Ledger, ShipmentState
+from ml_connector.ledger import Ledger, ShipmentState, schema
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("airflow_metadata_db")]
 BIN = Path(sys.executable).parent
@@ -83,7 +84,7 @@ def configure(pipeline_env, monkeypatch, webhook_url: str) -> None:
     path.write_text(yaml.safe_dump(settings))
 
 
-def test_track_alert_end_to_end_through_the_api_server(pipeline_env, api_server, monkeypatch):
+def test_track_alert_end_to_end_through_the_api_server(pipeline_env, api_server, monkeypatch, tmp_path):
     sandbox, bc = pipeline_env["sandbox"], pipeline_env["bc"]
     url = f"{api_server}/ml-connector/webhooks/ups/track-alert"
     configure(pipeline_env, monkeypatch, url)
@@ -148,3 +149,11 @@ def test_track_alert_end_to_end_through_the_api_server(pipeline_env, api_server,
     assert sandbox.counters("ups")["track_requests"] == tracked_before + len(numbers)
     assert sandbox.validation_errors("ups") == []
     assert json.dumps(ledger.inbox_pending("ups")) == "[]"
+
+    # never a leaked secret: the credential is in no log of the API server and in no plain ledger column
+    assert CREDENTIAL not in (tmp_path / "api-server.log").read_text()
+    with ledger.engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            rows = conn.execute(sa.select(table)).all()
+            plain = [r for r in rows if CREDENTIAL in repr(tuple(r))]
+            assert plain == [], table.name
