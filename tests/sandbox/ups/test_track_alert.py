@@ -84,3 +84,35 @@ def test_quantum_view_pages_with_bookmarks(api: UpsApi, ups: SandboxServer) -> N
     assert sorted(kinds) == ["Delivery", "Generic", "Generic", "Manifest", "Origin"] and bookmarks == 2
     assert validator.request_errors("/quantumview/{version}/events", "post", request) == []
     assert ups.validation_errors("ups") == []
+
+
+def test_v2_events_go_to_the_portal_url_with_the_subscribers_client_id(api: UpsApi, ups: SandboxServer) -> None:
+    from ml_connector_sandbox.credentials import UPS_CLIENT_ID
+
+    number = tracking_numbers(api.ship())[0]
+    with Receiver() as receiver:
+        ups.set_knobs("ups", track_alert_v2_webhook_url=receiver.url)
+        assert subscribe(api, [number], path="/api/track/v2/subscription/enhanced/package").status_code == 200
+        ups.advance_ups_package(number, "delivered")
+        api.session.post(f"{api.base}/_sandbox/ups/emit", timeout=10)
+    assert receiver.posts and {p["headers"]["x-api-key"] for p in receiver.posts} == {UPS_CLIENT_ID}
+    assert receiver.posts[-1]["body"]["receivedBy"] == "JANE DOE"  # enhanced subscriptions carry who signed
+
+
+def test_the_emitter_follows_the_simulated_clock_on_its_own(api: UpsApi, ups: SandboxServer) -> None:
+    import time
+
+    number = tracking_numbers(api.ship())[0]
+    with Receiver() as receiver:
+        assert subscribe(api, [number], url=receiver.url).status_code == 200
+        # one stage per simulated hour; move the clock four hours on and let the emitter thread run
+        ups.set_knobs("ups", tracking_auto_advance_seconds=3600, clock_offset_seconds=4 * 3600,
+                      track_alert_emit_interval_ms=100)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                p["body"]["activityStatus"]["code"] == "FS" for p in receiver.posts):
+            time.sleep(0.2)
+        ups.set_knobs("ups", track_alert_emit_interval_ms=0)
+    assert [p["body"]["activityStatus"]["code"] for p in receiver.posts][-1] == "FS"
+    api._token = None  # the first token expired four simulated hours ago
+    assert api.track(number)["package"][0]["currentStatus"]["code"] == "FS"  # Track follows the same shipment
