@@ -57,3 +57,23 @@ def test_track_alert_settings_are_checked_at_parse_time():
     with pytest.raises(ValidationError):
         PipelineSettings(erp="business_central", tracking_max_age_days=121)
     assert PipelineSettings(erp="business_central", track_alert="v2").track_alert_url is None
+
+
+def test_processed_inbox_rows_are_pruned_after_a_month(ledger_url):
+    import sqlalchemy as sa
+
+    from ml_connector.ledger import schema
+
+    ledger = Ledger(ledger_url)
+    assert ledger.inbox_put("ups", "{}", dedupe_key="old")
+    assert ledger.inbox_put("ups", "{}", dedupe_key="new")
+    assert ledger.inbox_put("ups", "{}", dedupe_key="pending")
+    old, new, _pending = (r["id"] for r in ledger.inbox_pending("ups"))
+    ledger.inbox_done(old)
+    ledger.inbox_done(new)
+    with ledger.write() as conn:
+        conn.execute(schema.webhook_inbox.update().where(schema.webhook_inbox.c.id == old)
+                     .values(processed_at=datetime(2026, 9, 1, tzinfo=UTC)))
+    assert ledger.inbox_prune("ups") == 1
+    with ledger.read() as conn:
+        assert sorted(conn.execute(sa.select(schema.webhook_inbox.c.dedupe_key)).scalars()) == ["new", "pending"]

@@ -33,7 +33,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from ml_connector.carriers.protocol import Carrier
 from ml_connector.errors import ConnectorError, PermanentError, RecordError, RetryableError
 from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
-from ml_connector.ledger.tracking import FINAL_STATUSES, PackageTracking, Subscription
+from ml_connector.ledger.tracking import PackageTracking, Subscription
 from ml_connector.models import TrackingEvent, TrackingResult, TrackingStatus
 from ml_connector.operators.base import PipelineOperator
 from ml_connector.secrets import SecretStore
@@ -90,6 +90,7 @@ def ingest_inbox(ledger: Ledger, carrier: Carrier, *, limit: int = 5000, now: fl
         store_result(ledger, result, source="webhook", now=now)
         ledger.inbox_done(row["id"])
         counts["pushed"] += 1
+    ledger.inbox_prune(carrier.push_source)
     return counts
 
 
@@ -399,6 +400,3 @@ def lead_status(results: list[TrackingResult]) -> TrackingResult | None:
         return None
     return min(known, key=lambda r: _PRIORITY.index(r.status))
 
-
-_lead_status = lead_status  # the name earlier releases used
-FINAL = FINAL_STATUSES
