@@ -105,3 +105,10 @@ def test_v2_needs_a_token_from_our_token_url_and_the_client_id(client, app_ledge
     bearer = {"Authorization": f"Bearer {token}"}
     assert client.post(URL, json=EVENT, headers={**bearer, "x-api-key": "someone-else"}).status_code == 401
     assert client.post(URL, json=EVENT, headers={**bearer, "x-api-key": "our-ups-client-id"}).status_code == 200
+
+
+def test_an_api_server_without_fernet_keys_answers_503_and_stores_nothing(client, app_ledger, monkeypatch):
+    monkeypatch.delenv("ML_CONNECTOR_FERNET_KEYS")
+    webhooks.reset()
+    assert client.post(URL, json=EVENT, headers={"credential": "anything"}).status_code == 503
+    assert app_ledger.inbox_pending("ups") == []

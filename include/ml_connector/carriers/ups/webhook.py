@@ -32,6 +32,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets as pysecrets
 import time
@@ -42,7 +43,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ml_connector.carriers.ups.tracking import parse_track_alert_result, track_alert_dedupe_key
-from ml_connector.errors import RecordError
+from ml_connector.errors import ConfigurationError, RecordError
+
+log = logging.getLogger(__name__)
 
 #: the inbox ``source`` of Track Alert events (the carrier's registry name)
 INBOX_SOURCE = "ups"
@@ -173,7 +176,11 @@ async def track_alert(request: Request) -> JSONResponse:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return _refuse(413, f"body over {MAX_BODY_BYTES} bytes")
-    store = await run_in_threadpool(webhooks.secret_store)
+    try:
+        store = await run_in_threadpool(webhooks.secret_store)
+    except ConfigurationError as exc:  # no Fernet keys, no ledger: say so in the API server's log, not to callers
+        log.error("ml-connector webhooks are not configured in this API server: %s", exc)
+        return _refuse(503, "not configured")
     if not await run_in_threadpool(authenticated, store, request.headers):
         return _refuse(401, "missing or wrong credential")
     raw = await _body(request)
