@@ -77,17 +77,20 @@ class TrackingMixin(LedgerBase):
 
     def add_tracking_events(self, events: Iterable[TrackingEvent], *, source: str) -> list[TrackingEvent]:
         """Store events, dropping ones already stored; returns the new ones."""
-        new: list[TrackingEvent] = []
         with self.write() as conn:
-            for event in events:
-                result = conn.execute(self._insert(schema.tracking_events).values(
-                    tracking_number=event.tracking_number, dedupe_key=event_key(event), status=event.status.value,
-                    code=event.code, description=event.description,
-                    occurred_at=event.occurred_at.astimezone(UTC).isoformat(),
-                    location=event.location, source=source,
-                ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
-                if result.rowcount == 1:
-                    new.append(event)
+            return self._insert_events(conn, events, source)
+
+    def _insert_events(self, conn: Any, events: Iterable[TrackingEvent], source: str) -> list[TrackingEvent]:
+        new: list[TrackingEvent] = []
+        for event in events:
+            result = conn.execute(self._insert(schema.tracking_events).values(
+                tracking_number=event.tracking_number, dedupe_key=event_key(event), status=event.status.value,
+                code=event.code, description=event.description,
+                occurred_at=event.occurred_at.astimezone(UTC).isoformat(),
+                location=event.location, source=source,
+            ).on_conflict_do_nothing(index_elements=["dedupe_key"]))
+            if result.rowcount == 1:
+                new.append(event)
         return new
 
     def tracking_events(self, tracking_number: str) -> list[dict[str, Any]]:
@@ -121,8 +124,9 @@ class TrackingMixin(LedgerBase):
     def record_package_status(self, tracking_number: str, status: TrackingStatus | str, *, source: str,
                               event_at: datetime | None = None, delivered_at: str | None = None,
                               received_by: str | None = None, location: str | None = None,
-                              now: float | None = None) -> bool:
-        """Store a package's status as one source reported it; returns whether the stored status changed.
+                              events: Iterable[TrackingEvent] = (), now: float | None = None) -> bool:
+        """Store a package's status (and ``events``, in the same transaction) as one source reported it; returns
+        whether the stored status changed.
 
         Sources race and webhooks arrive out of order: an older event never overwrites a newer one, and a final
         status (delivered, voided, returned) is never replaced by a non-final one. ``pushed_at`` is set for
@@ -133,6 +137,7 @@ class TrackingMixin(LedgerBase):
         event_epoch = _utc_epoch(event_at) if event_at is not None else None
         t = schema.package_tracking
         with self.write() as conn:
+            self._insert_events(conn, events, source)
             # a placeholder first, so that two workers seeing a new package never collide on the insert
             conn.execute(self._insert(t).values(tracking_number=tracking_number, status="unknown")
                          .on_conflict_do_nothing(index_elements=["tracking_number"]))

@@ -56,9 +56,9 @@ DAY = 86400.0
 
 def store_result(ledger: Ledger, result: TrackingResult, *, source: str, now: float | None = None) -> bool:
     """Store one package's events and status as ``source`` reported them; True when its status changed."""
-    ledger.add_tracking_events(result.events, source=source)
     newest = max((e.occurred_at for e in result.events), default=None)
     if result.status in (TrackingStatus.NOT_FOUND, TrackingStatus.UNKNOWN):
+        ledger.add_tracking_events(result.events, source=source)
         if source == "poll":
             ledger.mark_polled([result.tracking_number], now=now)
         return False
@@ -67,7 +67,7 @@ def store_result(ledger: Ledger, result: TrackingResult, *, source: str, now: fl
     return ledger.record_package_status(
         result.tracking_number, result.status, source=source, event_at=newest, now=now,
         delivered_at=result.delivered_at.isoformat() if result.delivered_at else None,
-        received_by=result.received_by, location=location)
+        received_by=result.received_by, location=location, events=result.events)
 
 
 def ingest_inbox(ledger: Ledger, carrier: Carrier, *, limit: int = 5000, now: float | None = None,
