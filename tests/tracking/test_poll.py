@@ -27,11 +27,24 @@ HOUR, DAY = 3600, 86400
 
 def test_250_open_shipments_with_track_alert_active_cost_no_track_call(ledger: Ledger):
     numbers = labelled(ledger, 250)
-    set_subscribed(ledger, numbers, days_ago=3)
+    set_subscribed(ledger, numbers[:100], days_ago=3)  # events came within the day
+    for n in numbers[:100]:
+        ledger.record_package_status(n, TrackingStatus.IN_TRANSIT, source="webhook", now=NOW - 6 * HOUR)
+    set_subscribed(ledger, numbers[100:], days_ago=0.5)  # subscribed this morning: events on their way
     carrier, erp = FakeCarrier(), FakeErp()
     counts = run(poll_operator(ledger, carrier, erp, **V1))
     assert carrier.track_calls == [] and carrier.subscribe_calls == []
     assert counts["skipped"]["pushed"] == 250
+
+
+def test_a_subscribed_package_silent_for_a_day_is_looked_at_once_a_day(ledger: Ledger):
+    number = labelled(ledger, 1)[0]
+    set_subscribed(ledger, [number], days_ago=2)  # no event since: UPS may have dropped them
+    carrier, erp = FakeCarrier(), FakeErp()
+    run(poll_operator(ledger, carrier, erp, **V1))
+    assert carrier.track_calls == [number]
+    run(poll_operator(ledger, carrier, erp, now=NOW + 2 * HOUR, **V1))
+    assert carrier.track_calls == [number]  # not hourly: once per tracking_push_fresh_hours
 
 
 def test_without_track_alert_one_call_per_package_old_enough_to_have_scans(ledger: Ledger):

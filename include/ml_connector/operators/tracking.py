@@ -128,9 +128,10 @@ class PollPlan:
 def plan_polls(numbers: Iterable[str], *, settings: PipelineSettings, now: float, labelled_at: dict[str, float],
                tracking: dict[str, PackageTracking], subscriptions: dict[str, Subscription]) -> PollPlan:
     """Decide per package (pure): final -> never; younger than ``tracking_min_age_minutes`` -> not yet; older
-    than ``tracking_max_age_days`` -> reported once; an active push subscription or a pushed event fresher than
-    ``tracking_push_fresh_hours`` -> the push covers it; polled within ``tracking_poll_interval_minutes`` -> later;
-    else poll."""
+    than ``tracking_max_age_days`` -> reported once; a pushed event (webhook, Quantum View) fresher than
+    ``tracking_push_fresh_hours`` -> the push covers it; an active subscription -> covered too, unless the package
+    has been silent that long (UPS drops events it cannot deliver): then one call per ``tracking_push_fresh_hours``;
+    polled within ``tracking_poll_interval_minutes`` -> later; else poll."""
     plan = PollPlan()
     for number in numbers:
         state = tracking.get(number)
@@ -147,14 +148,19 @@ def plan_polls(numbers: Iterable[str], *, settings: PipelineSettings, now: float
             else:
                 plan.skipped["reported"] += 1
             continue
+        fresh = settings.tracking_push_fresh_hours * 3600
         subscription = subscriptions.get(number)
-        if (subscription is not None and subscription.active(now)) or (
-                state is not None and state.pushed_at is not None
-                and now - state.pushed_at < settings.tracking_push_fresh_hours * 3600):
-            plan.skipped["pushed"] += 1
+        if state is not None and state.pushed_at is not None and now - state.pushed_at < fresh:
+            plan.skipped["pushed"] += 1  # a webhook or Quantum View spoke lately
             continue
-        if state is not None and state.polled_at is not None and (
-                now - state.polled_at < settings.tracking_poll_interval_minutes * 60):
+        interval = settings.tracking_poll_interval_minutes * 60
+        if subscription is not None and subscription.active(now):
+            if now - subscription.subscribed_at < fresh or now - born < fresh:
+                plan.skipped["pushed"] += 1  # subscribed: its events are on their way
+                continue
+            # subscribed but silent for a day: UPS drops events it cannot deliver, so look once a day
+            interval = max(interval, fresh)
+        if state is not None and state.polled_at is not None and now - state.polled_at < interval:
             plan.skipped["recent"] += 1
             continue
         plan.poll.append(number)
