@@ -10,8 +10,9 @@ One run does, in order:
    than ``track_alert_renew_after_days`` (12 by default, of UPS's 14) are renewed while the package is open;
    a package that reached a final status is not renewed; a failed (re)subscription hands the number to
    Quantum View;
-4. **polling**: only open packages that no push covers (no active subscription, no pushed event in the last
-   ``tracking_push_fresh_hours``), at least ``tracking_min_age_minutes`` old, not polled in the last
+4. **polling**: only open packages that no push covers (no pushed event in the last
+   ``tracking_push_fresh_hours``, no active subscription; a subscribed package silent that long is polled once
+   per that period), at least ``tracking_min_age_minutes`` old, not polled in the last
    ``tracking_poll_interval_minutes``; delivered, voided and returned packages are never polled again;
    packages open for longer than ``tracking_max_age_days`` are reported once and no longer polled;
 5. **status**: the ERP is written (``OrderSource.write_status``) only when the shipment's status changed.
