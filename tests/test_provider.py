@@ -173,7 +173,7 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
         "extra__acumatica__client_secret", "extra__acumatica__push_header_value",
         "extra__exact_online__refresh_token", "extra__exact_online__webhook_secret",
         "extra__syspro__company_password", "extra__syspro__odata_password",
-        "extra__ups__track_alert_credential"]
+        "extra__ups__track_alert_credential", "extra__ups__track_alert_token_client_secret"]
 
     behaviours = providers_manager.field_behaviours
     assert behaviours["ups"]["relabeling"] == {"host": "API base URL", "login": "Client ID",

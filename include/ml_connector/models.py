@@ -213,12 +213,16 @@ class ShipmentResult(_Record):
 
 
 class TrackingStatus(enum.StrEnum):
+    """The canonical status set every carrier's scans map to (``docs/architecture.md``, "Tracking")."""
+
     LABEL_CREATED = "label_created"
+    PICKED_UP = "picked_up"
     IN_TRANSIT = "in_transit"
     OUT_FOR_DELIVERY = "out_for_delivery"
     DELIVERED = "delivered"
     EXCEPTION = "exception"
     VOIDED = "voided"
+    RETURNED = "returned"
     NOT_FOUND = "not_found"
     UNKNOWN = "unknown"
 

@@ -99,6 +99,7 @@ CARRIERS: dict[str, Vendor] = {
             hook="ml_connector.carriers.ups.hook.UpsHook",
             implementation="ml_connector.carriers.ups.carrier.UpsCarrier",
             connection_form="ml_connector.carriers.ups.connection.CONNECTION_FORM",
+            webhook="ml_connector.carriers.ups.webhook.router",
         ),
     )
 }

@@ -89,6 +89,39 @@ class PipelineSettings(BaseModel):
     owner: str = "ml-connector"
     tags: list[str] = Field(default_factory=list)
 
+    # -- tracking (poll_tracking: what is polled and when, push subscriptions, Quantum View) -----------------
+    # a package is polled only once it is this old (a label minutes old has no scan yet)...
+    tracking_min_age_minutes: float = Field(60.0, ge=0, le=7 * 24 * 60)
+    # ...at most once per this interval, and not while a pushed event (webhook, Quantum View) is this fresh
+    tracking_poll_interval_minutes: float = Field(55.0, ge=0, le=7 * 24 * 60)
+    tracking_push_fresh_hours: float = Field(24.0, ge=0, le=14 * 24)
+    # packages open longer than this are reported once and no longer polled (UPS keeps tracking data 120 days)
+    tracking_max_age_days: float = Field(30.0, gt=0, le=120)
+    # a delivery pushed without who signed costs one Track API call for the proof of delivery
+    tracking_proof_of_delivery: bool = True
+    # Track Alert push: off (poll only), v1 (our URL + credential in each subscription) or v2 (webhook
+    # registered in the carrier's portal); subscriptions are renewed this many days after they were made
+    track_alert: Literal["off", "v1", "v2"] = "off"
+    track_alert_url: str | None = None
+    track_alert_kind: Literal["standard", "enhanced"] = "standard"
+    track_alert_renew_after_days: float = Field(12.0, gt=0, lt=14)
+    # Quantum View: the subscription name to read every run (None: only numbers whose renewal failed, and
+    # only when quantum_view_fallback_subscription names one)
+    quantum_view_subscription: str | None = Field(None, min_length=1, max_length=21)
+    quantum_view_fallback_subscription: str | None = Field(None, min_length=1, max_length=21)
+
+    @model_validator(mode="after")
+    def _track_alert_url(self) -> PipelineSettings:
+        url = self.track_alert_url or ""
+        loopback = url.startswith(("http://127.0.0.1:", "http://localhost:"))  # the sandbox's emitter
+        if self.track_alert == "v1" and not (url.startswith("https://") or loopback):
+            raise ValueError("track_alert v1 needs track_alert_url: the public https URL of "
+                             "/ml-connector/webhooks/<carrier>/track-alert")
+        if self.track_alert == "v1" and self.track_alert_kind != "standard":
+            raise ValueError("track_alert v1 knows only track_alert_kind 'standard'")
+        return self
+    # -- end of tracking settings -------------------------------------------------------------------------
+
     @field_validator("erp")
     @classmethod
     def _known_erp(cls, value: str) -> str:

@@ -11,8 +11,24 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ml_connector.models import Address, AddressValidation, Order, ShipmentResult, TrackingResult
+
+
+@dataclass(frozen=True)
+class SubscriptionOutcome:
+    """What a push-tracking subscription request did, per number.
+
+    :param accepted: subscribed (events will be pushed until the carrier's lifetime has passed).
+    :param invalid: refused by the carrier as numbers it cannot subscribe (never retried).
+    :param failed: number -> why the request failed (network, 5xx, account): retried, or handed to the
+        carrier's pull fallback (Quantum View for UPS).
+    """
+
+    accepted: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,35 @@ class Carrier(abc.ABC):
     @abc.abstractmethod
     def track(self, tracking_number: str) -> TrackingResult:
         """Current status and scans of one package (read-only)."""
+
+    # -- push and pull tracking (optional; the defaults offer neither) -----------------------------------
+
+    #: the webhook inbox ``source`` its pushed events are stored under (None: the carrier pushes nothing)
+    push_source: str | None = None
+    #: how long one push subscription lasts, in seconds (None: until unsubscribed)
+    push_lifetime_seconds: float | None = None
+
+    def prepare_push(self, style: str, store: Any, *, previous_valid_until: float) -> bool:
+        """Store in the ledger's secret ``store`` what the webhook route checks calls against (before any
+        subscription is made with it). Returns True when the credential changed: every open subscription must
+        be renewed with the new one."""
+        return False
+
+    def subscribe_tracking(self, tracking_numbers: Iterable[str], *, style: str, url: str | None = None,
+                           kind: str = "standard") -> SubscriptionOutcome:
+        """Subscribe packages to pushed tracking events, in the carrier's batch size; one bad number or one
+        failed batch never sinks the others."""
+        return SubscriptionOutcome(failed={n: "this carrier has no push tracking" for n in tracking_numbers})
+
+    def read_pushed(self, payload: str) -> TrackingResult:
+        """One stored webhook body (from the inbox) as the package's status at that event.
+
+        :raises RecordError: the body is not a valid event."""
+        raise NotImplementedError(f"{type(self).__name__} receives no pushed tracking events")
+
+    def pull_tracking(self, subscription: str) -> list[TrackingResult]:
+        """Unread events of a pull subscription (UPS Quantum View), one result per event."""
+        return []
 
     def subscribe(self, tracking_numbers: Iterable[str]) -> list[str]:
         """Subscribe packages to pushed tracking events; returns the numbers accepted (idempotent).

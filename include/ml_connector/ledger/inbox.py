@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,3 +39,13 @@ class InboxMixin(LedgerBase):
         with self.write() as conn:
             conn.execute(t.update().where(t.c.id == inbox_id)
                          .values(processed_at=sa.func.current_timestamp(), error=error))
+
+    def inbox_prune(self, source: str, *, older_than_days: float = 30) -> int:
+        """Delete deliveries processed more than ``older_than_days`` ago; returns how many. A replay arriving
+        after that is stored again, and its events are still deduplicated where they are stored."""
+        t = schema.webhook_inbox
+        cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+        with self.write() as conn:
+            result = conn.execute(t.delete().where(t.c.source == source, t.c.processed_at.is_not(None),
+                                                   t.c.processed_at < cutoff))
+        return result.rowcount

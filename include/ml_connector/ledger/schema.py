@@ -28,6 +28,7 @@ class ShipmentState(enum.StrEnum):
     DELIVERED = "delivered"
     EXCEPTION = "exception"
     VOIDED = "voided"
+    RETURNED = "returned"  # tracking: the carrier returned the parcel to the shipper
 
 
 S = ShipmentState
@@ -45,16 +46,17 @@ TRANSITIONS: dict[ShipmentState, frozenset[ShipmentState]] = {
     # the only ways out: a label found by reference (or recorded by a person) is adopted, or a person decides to
     # buy anew (-> address_ok, rebuy_at set). Never quarantined: that would hide a label that may exist.
     S.LABEL_UNCERTAIN: frozenset({S.LABELLED, S.ADDRESS_OK}),
-    S.LABELLED: frozenset({S.WRITTEN_BACK, S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.VOIDED}),
-    S.WRITTEN_BACK: frozenset({S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.VOIDED}),
-    S.IN_TRANSIT: frozenset({S.DELIVERED, S.EXCEPTION, S.VOIDED}),
-    S.EXCEPTION: frozenset({S.IN_TRANSIT, S.DELIVERED, S.VOIDED}),
+    S.LABELLED: frozenset({S.WRITTEN_BACK, S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.VOIDED, S.RETURNED}),
+    S.WRITTEN_BACK: frozenset({S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.VOIDED, S.RETURNED}),
+    S.IN_TRANSIT: frozenset({S.DELIVERED, S.EXCEPTION, S.VOIDED, S.RETURNED}),
+    S.EXCEPTION: frozenset({S.IN_TRANSIT, S.DELIVERED, S.VOIDED, S.RETURNED}),
     S.DELIVERED: frozenset(),
     S.VOIDED: frozenset(),
+    S.RETURNED: frozenset(),
 }
 
 #: States in which a label exists: create_shipment must never buy another one.
-LABELLED_STATES = frozenset({S.LABELLED, S.WRITTEN_BACK, S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION})
+LABELLED_STATES = frozenset({S.LABELLED, S.WRITTEN_BACK, S.IN_TRANSIT, S.DELIVERED, S.EXCEPTION, S.RETURNED})
 #: States a purchase may be under way or may have happened in, with no label recorded: nothing may quarantine
 #: them, and nothing but an adopted label or a person's decision moves them on.
 PURCHASE_OPEN_STATES = frozenset({S.LABEL_REQUESTED, S.LABEL_UNCERTAIN})
@@ -165,7 +167,13 @@ track_alert_subscriptions = sa.Table(
     sa.Column("pipeline", sa.String(100)),
     sa.Column("subscribed_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    # active | invalid (the carrier refused the number) | failed (a renewal failed: Quantum View takes over) |
+    # ended (the package reached a final status: not renewed)
     sa.Column("status", sa.String(20), nullable=False),
+    # revision 0004: Track Alert style (v1 | v2), the last failure, and Quantum View as this number's fallback
+    sa.Column("style", sa.String(10)),
+    sa.Column("error", sa.Text),
+    sa.Column("quantum_view", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 webhook_inbox = sa.Table(
@@ -196,7 +204,26 @@ secrets = sa.Table(
     sa.Column("refused_reason", sa.Text),
 )
 
-# revision 0008 (Exact Online): an API's call budget, shared by every task and worker (rate-limit headers, the
+# -- tracking (revision 0004) ------------------------------------------------------------------------------
+
+package_tracking = sa.Table(
+    "ml_package_tracking",
+    metadata,
+    # one row per tracked package: its canonical status from whichever source spoke last, and when each
+    # source last spoke (poll_tracking decides from these which packages cost a Track API call)
+    sa.Column("tracking_number", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("last_event_at", sa.Float),  # newest event's time (epoch seconds, UTC)
+    sa.Column("last_source", sa.String(20)),  # poll | webhook | quantum_view
+    sa.Column("pushed_at", sa.Float),  # when a pushed event (webhook, Quantum View) last arrived
+    sa.Column("polled_at", sa.Float),  # when the Track API was last asked
+    sa.Column("delivered_at", sa.String(40)),
+    sa.Column("received_by", sa.String(100)),
+    sa.Column("location", sa.Text),
+    sa.Column("stale_reported_at", sa.Float),  # reported as open past the age limit (no longer polled)
+)
+
+# revision 0005 (Exact Online): an API's call budget, shared by every task and worker (rate-limit headers, the
 # reset times they announce, and the error answers counted against the vendor's errors-per-hour block)
 rate_budgets = sa.Table(
     "ml_rate_budgets",

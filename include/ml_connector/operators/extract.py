@@ -13,7 +13,7 @@ from ml_connector.operators.base import Lane, PipelineOperator, make_lanes
 
 #: Documents in these states need nothing more from a lane (tracking is poll_tracking's job).
 _NOTHING_LEFT = frozenset({ShipmentState.WRITTEN_BACK, ShipmentState.IN_TRANSIT, ShipmentState.DELIVERED,
-                           ShipmentState.EXCEPTION, ShipmentState.VOIDED})
+                           ShipmentState.EXCEPTION, ShipmentState.VOIDED, ShipmentState.RETURNED})
 
 
 #: XCom key of the extraction counts: ``{"orders", "new", "unreadable", "already_done", "requeued", "lanes"}``.

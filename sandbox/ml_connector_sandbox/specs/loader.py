@@ -8,6 +8,7 @@ the fixes are applied to the text at load time and the copies stay untouched.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,21 @@ def _tabs_to_spaces(text: str) -> str:
     return text.replace("\t", " ")
 
 
+def _qv_request_action_length(text: str) -> str:
+    """QuantumView.yaml: ``RequestAction`` has ``minLength: 11`` / ``maxLength: 11`` while its only valid value,
+    ``QVEvents``, has 8 characters: no valid request could pass. Both become 8."""
+    fixed = re.sub(r"(        RequestAction:\r?\n(?:          [^\n]*\n){1,8}?          minLength: )11(\r?\n          maxLength: )11",
+                   r"\g<1>8\g<2>8", text, count=1)
+    if fixed == text:
+        raise ValueError("QuantumView.yaml: the RequestAction length fix no longer applies; check the copy")
+    return fixed
+
+
 #: Text fixes applied before parsing, per (vendor, filename). Add an entry rather than editing a copy.
 TEXT_FIXES: dict[tuple[str, str], tuple[Callable[[str], str], ...]] = {
     ("ups", "Shipping.yaml"): (_tabs_to_spaces,),
     ("ups", "Tracking.yaml"): (_tabs_to_spaces,),
+    ("ups", "QuantumView.yaml"): (_qv_request_action_length,),
 }
 
 
@@ -65,6 +77,9 @@ def load_spec(vendor: str, filename: str) -> dict[str, Any]:
       inside descriptions) are replaced by spaces. Only description text changes.
     - ``ups/Tracking.yaml``: same fix; the tab after ``default:`` on line 185 (``shipperNum``) breaks
       PyYAML. The default becomes null, which the API never relied on.
+
+    - ``ups/QuantumView.yaml``: ``RequestAction`` demands exactly 11 characters, but its only valid value
+      ``QVEvents`` has 8; the length becomes 8 (see ``_qv_request_action_length``).
 
     Known quirk not fixed because it only affects an example: ``ups/UPSTrackAlert.yaml`` has
     ``descriptionCode: 021`` unquoted, which YAML 1.1 reads as the octal integer 17.

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_connector_sandbox.common import install_sandbox
-from ml_connector_sandbox.ups import address, control, oauth, shipping, tracking
+from ml_connector_sandbox.ups import address, control, oauth, shipping, track_alert, tracking
 from ml_connector_sandbox.ups import errors as codes
 from ml_connector_sandbox.ups.errors import error_body
 from ml_connector_sandbox.ups.state import UpsState
@@ -43,10 +43,11 @@ def create_app(state: UpsState | None = None) -> FastAPI:
     install_sandbox(app, state)
     _install_error_handlers(app)
     api = APIRouter(prefix="/api", dependencies=[Depends(oauth.bearer_dependency(state))])
-    for concern in (address, shipping, tracking):
+    for concern in (address, shipping, tracking, track_alert):
         api.include_router(concern.router(state))
     app.include_router(oauth.router(state))
     app.include_router(api)
     app.include_router(control.router(state))
     preload_specs()
+    track_alert.Emitter(state).start()
     return app

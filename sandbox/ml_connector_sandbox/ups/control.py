@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ml_connector_sandbox.common import CONTROL_PREFIX
+from ml_connector_sandbox.ups import track_alert
 from ml_connector_sandbox.ups.state import UpsState
 from ml_connector_sandbox.ups.tracking import ADVANCE_STATUSES, STAGES, advance, refresh, stage_index
 
@@ -49,6 +50,19 @@ def router(state: UpsState) -> APIRouter:
     def expire_tokens() -> dict[str, Any]:
         state.set_knobs({"expire_all_tokens": True})
         return {"expired": True}
+
+    @api.post("/emit")
+    def emit_now() -> dict[str, Any]:
+        """Run the Track Alert emitter once now (deterministic tests)."""
+        return {"delivered": track_alert.emit(state)}
+
+    @api.get("/subscriptions")
+    def list_subscriptions() -> list[dict[str, Any]]:
+        with state.lock:
+            return [{"tracking_number": s.tracking_number, "style": s.style, "kind": s.kind,
+                     "subscribed_at": s.subscribed_at.isoformat(), "expires_at": s.expires_at.isoformat(),
+                     "url": s.url, "events_sent": len(s.sent)}
+                    for s in track_alert.subscriptions(state).values()]
 
     @api.get("/shipments")
     def list_shipments() -> list[dict[str, Any]]:

@@ -82,6 +82,15 @@ class UpsState(SandboxState):
         "xav_single_object": False,        # XAV: a single Candidate (and its AddressLine) as an object
         "package_results_single_object": False,  # Ship: PackageResults as an object when one package
         "tracking_auto_advance_seconds": 0,  # >0: packages move one stage per N seconds after the label
+        # Track Alert and Quantum View (track_alert.py)
+        "track_alert_fail_next": 0,        # next N subscription calls answer 503
+        "track_alert_emit_interval_ms": 0,  # >0: the emitter posts due events this often (0: POST /_sandbox/ups/emit)
+        "track_alert_v2_webhook_url": "",  # v2: the webhook URL "registered in the UPS portal"
+        "track_alert_v2_token_url": "",    # v2: the subscriber's token URL (clientOauth2), "" = send no token
+        "track_alert_v2_token_client_id": "",
+        "track_alert_v2_token_client_secret": "",
+        "quantum_view_subscription": "MLConnectorQV",  # the account's Quantum View subscription name
+        "quantum_view_page_size": 50,      # records per answer; more left = a Bookmark
     }
     COUNTER_DEFAULTS: ClassVar[dict[str, Any]] = {
         **SandboxState.COUNTER_DEFAULTS,
@@ -97,6 +106,13 @@ class UpsState(SandboxState):
         "voids": 0,
         "track_requests": 0,
         "track_reference_requests": 0,
+        "track_alert_requests": 0,
+        "track_alert_subscriptions": 0,
+        "track_alert_rejected_batches": 0,
+        "track_alert_events_sent": 0,
+        "track_alert_events_lost": 0,
+        "track_alert_emitter_errors": 0,
+        "quantum_view_requests": 0,
     }
 
     def __init__(self) -> None:

@@ -13,7 +13,8 @@ from ml_connector_sandbox.ups.errors import ups_error, ups_error_from
 from ml_connector_sandbox.ups.state import UpsState
 
 #: The vendored specs the routes validate against (parsed when the app is built, not on the first request).
-SPEC_FILES = ("OAuthClientCredentials.yaml", "AddressValidation.yaml", "Shipping.yaml", "Tracking.yaml")
+SPEC_FILES = ("OAuthClientCredentials.yaml", "AddressValidation.yaml", "Shipping.yaml", "Tracking.yaml",
+              "UPSTrackAlert.yaml", "UPSTrackAlert-v1-aee93d6.yaml", "QuantumView.yaml")
 
 
 def validator(filename: str) -> SpecValidator:

@@ -491,7 +491,7 @@ def test_parse_track_response_delivered() -> None:
     assert result.scheduled_delivery == "2024-04-23"
     assert result.reference_numbers == ["SO-1001"]
     assert [event.status for event in result.events] == [
-        TrackingStatus.DELIVERED, TrackingStatus.OUT_FOR_DELIVERY, TrackingStatus.IN_TRANSIT,
+        TrackingStatus.DELIVERED, TrackingStatus.OUT_FOR_DELIVERY, TrackingStatus.PICKED_UP,
         TrackingStatus.LABEL_CREATED]
     assert all(event.occurred_at.tzinfo is not None for event in result.events)
     assert result.events[0].location == "CHARLOTTE, NC, US"

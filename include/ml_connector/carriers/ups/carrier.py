@@ -3,14 +3,25 @@ I/O in :class:`~ml_connector.carriers.ups.hook.UpsHook`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from ml_connector.carriers.protocol import Carrier, LabelPlan
-from ml_connector.carriers.ups import rules
+from ml_connector import http
+from ml_connector.carriers.protocol import Carrier, LabelPlan, SubscriptionOutcome
+from ml_connector.carriers.ups import rules, track_alert, webhook
 from ml_connector.carriers.ups.codes import SERVICE_CODES, build_ship_method_map, resolve_service
-from ml_connector.errors import AmbiguousRequestError, ApiError, MissingWeight
+from ml_connector.carriers.ups.tracking import parse_track_alert_result
+from ml_connector.errors import (
+    AmbiguousRequestError,
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectorError,
+    MissingWeight,
+    RecordError,
+)
 from ml_connector.models import (
     Address,
     AddressValidation,
@@ -148,3 +159,63 @@ class UpsCarrier(Carrier):
 
     def track(self, tracking_number: str) -> TrackingResult:
         return self.hook.track(tracking_number)
+
+    # -- Track Alert (push) and Quantum View (pull) --------------------------------------------------------
+
+    push_source = webhook.INBOX_SOURCE
+    push_lifetime_seconds = track_alert.SUBSCRIPTION_DAYS * 86400.0
+
+    def prepare_push(self, style: str, store: Any, *, previous_valid_until: float) -> bool:
+        """v1: the connection's ``track_alert_credential`` becomes the credential the webhook accepts (a changed
+        one is a rotation: the old one stays accepted until ``previous_valid_until``). v2: our client id
+        (``x-api-key``) and the token client registered in the UPS portal (extras
+        ``track_alert_token_client_id`` / ``track_alert_token_client_secret``).
+
+        :raises ConfigurationError: v1 without ``track_alert_credential``.
+        """
+        if style == "v1":
+            credential = self.hook.track_alert_credential
+            if not credential:
+                raise ConfigurationError(
+                    f"connection '{self.hook.conn_id}': Track Alert v1 needs the extra 'track_alert_credential' "
+                    "(the value UPS sends back in the 'credential' header of every event)")
+            return webhook.remember_credential(store, credential, previous_valid_until=previous_valid_until)
+        client_id, _ = self.hook.credentials()
+        secret = self.hook.extra("track_alert_token_client_secret")
+        if secret:
+            http.mask(str(secret))
+        webhook.remember_v2_client(store, api_key=client_id,
+                                   token_client_id=self.hook.extra("track_alert_token_client_id"),
+                                   token_client_secret=str(secret) if secret else None)
+        return False
+
+    def subscribe_tracking(self, tracking_numbers: Iterable[str], *, style: str, url: str | None = None,
+                           kind: str = "standard") -> SubscriptionOutcome:
+        """Subscribe in batches of 100; numbers that break UPS's pattern are never sent (they would sink their
+        batch), a 400 listing invalid numbers is resubmitted without them, a failed batch fails only its own
+        numbers."""
+        valid, invalid = track_alert.split_invalid(tracking_numbers)
+        outcome = SubscriptionOutcome(invalid=invalid)
+        for batch in track_alert.batches(valid):
+            try:
+                accepted, refused = self.hook.subscribe_packages(batch, style=style, url=url, kind=kind)
+            except (ConfigurationError, AuthenticationError):
+                raise
+            except ConnectorError as exc:
+                outcome.failed.update({number: str(exc) for number in batch})
+                continue
+            outcome.accepted.extend(accepted)
+            outcome.invalid.extend(refused)
+            # a number UPS lists in neither list was not subscribed: fail it so that it is retried
+            outcome.failed.update({n: "not in UPS's answer" for n in batch if n not in accepted and n not in refused})
+        return outcome
+
+    def read_pushed(self, payload: str) -> TrackingResult:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            raise RecordError("Track Alert event is not valid JSON", field="body") from None
+        return parse_track_alert_result(body)
+
+    def pull_tracking(self, subscription: str) -> list[TrackingResult]:
+        return self.hook.quantum_view_events(subscription)

@@ -116,7 +116,7 @@ TRACKING_STATUS_TYPES: dict[str, TrackingStatus] = {
     "M": TrackingStatus.LABEL_CREATED,  # Manifest (label created, billing information received)
     "MV": TrackingStatus.VOIDED,  # Manifest void
     "X": TrackingStatus.EXCEPTION,  # Package exception
-    "P": TrackingStatus.IN_TRANSIT,  # Pickup
+    "P": TrackingStatus.PICKED_UP,  # Pickup
     "U": TrackingStatus.IN_TRANSIT,  # Updated delivery date or time
     "DO": TrackingStatus.IN_TRANSIT,  # Delivered origin CFS (freight): not yet at the consignee
     "DD": TrackingStatus.IN_TRANSIT,  # Delivered destination CFS (freight)
@@ -131,8 +131,10 @@ TRACKING_STATUS_CODES: dict[str, TrackingStatus] = {
     "KB": TrackingStatus.DELIVERED,
     "OT": TrackingStatus.OUT_FOR_DELIVERY,
     "OD": TrackingStatus.OUT_FOR_DELIVERY,
-    "OR": TrackingStatus.IN_TRANSIT,  # origin scan: picked up
-    "PU": TrackingStatus.IN_TRANSIT,  # picked up
+    "OR": TrackingStatus.PICKED_UP,  # origin scan
+    "PU": TrackingStatus.PICKED_UP,
+    # [U] "returned to shipper" (karrio units.TrackingStatus); unverified against a UPS table
+    "RS": TrackingStatus.RETURNED,
     "RF": TrackingStatus.EXCEPTION,  # delivery refused / failed
     "UR": TrackingStatus.EXCEPTION,
     "MP": TrackingStatus.LABEL_CREATED,
@@ -146,7 +148,7 @@ TRACKING_STATUS_DESCRIPTION_CODES: dict[str, TrackingStatus] = {
     "011": TrackingStatus.DELIVERED,
     "013": TrackingStatus.EXCEPTION,
     "021": TrackingStatus.OUT_FOR_DELIVERY,
-    "038": TrackingStatus.IN_TRANSIT,  # Picked Up
+    "038": TrackingStatus.PICKED_UP,  # Picked Up
 }
 
 

@@ -27,6 +27,16 @@ CONNECTION_FORM = {
             "webhook endpoint compares it in constant time.",
             secret=True,
         ),
+        "track_alert_token_client_id": field(
+            "Track Alert v2 token client id",
+            "Track Alert v2: the client id you registered in the UPS portal for your token URL "
+            "(/ml-connector/webhooks/ups/oauth/token); UPS fetches a bearer token there before posting events.",
+        ),
+        "track_alert_token_client_secret": field(
+            "Track Alert v2 token client secret",
+            "Track Alert v2: the client secret registered with it (HTTP Basic at the token URL).",
+            secret=True,
+        ),
         "transaction_src": field("transactionSrc", "Client application name sent to UPS with each call.",
                                   default="ml-connector"),
     },

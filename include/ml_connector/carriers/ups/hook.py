@@ -232,6 +232,60 @@ class UpsHook(ConnectorHook):
                              params=params)
         return mapping.parse_void_response(body)
 
+    # -- Track Alert and Quantum View (tracking) ------------------------------------------------------------
+
+    @property
+    def track_alert_credential(self) -> str | None:
+        """Track Alert v1: the opaque credential UPS sends back in the ``credential`` header (extra
+        ``track_alert_credential``)."""
+        value = self.extra("track_alert_credential")
+        if value:
+            http.mask(str(value))
+        return str(value) if value else None
+
+    def subscribe_packages(self, numbers: list[str], *, style: str, url: str | None = None,
+                           kind: str = "standard") -> tuple[list[str], list[str]]:
+        """Subscribe one batch (at most 100) to Track Alert; ``(valid, invalid)`` numbers.
+
+        A 400 that lists ``invalidTrackingNumbers`` rejected the whole batch for those numbers: the others are
+        resubmitted once without them. Other refusals raise (a 401/403: the account is not enabled for Track
+        Alert, a configuration error).
+        """
+        from ml_connector.carriers.ups import track_alert
+
+        body = track_alert.build_subscription_request(numbers, style=style, url=url,  # type: ignore[arg-type]
+                                                      credential=self.track_alert_credential if style == "v1"
+                                                      else None)
+        headers = {"Accept": "application/json", "transId": uuid.uuid4().hex, "transactionSrc": self.transaction_src}
+        response = self.send_authorized("POST", f"{self.host}{track_alert.subscription_path(style, kind)}",  # type: ignore[arg-type]
+                                        json=body, headers=headers, idempotent=True)
+        answer = http.json_or_text(response)
+        valid, invalid = track_alert.parse_subscription_response(answer)
+        if response.status_code == 400 and invalid:
+            rest = [n for n in numbers if n not in set(invalid)]
+            if not rest:
+                return [], invalid
+            again_valid, again_invalid = self.subscribe_packages(rest, style=style, url=url, kind=kind)
+            return again_valid, sorted(set(invalid) | set(again_invalid))
+        if response.status_code >= 400:
+            raise mapping.parse_error(response.status_code, answer)
+        return valid, invalid
+
+    def quantum_view_events(self, subscription: str, *, max_pages: int = 50) -> list[TrackingResult]:
+        """Every unread Quantum View record of ``subscription``, following ``Bookmark`` until none is left."""
+        from ml_connector.carriers.ups import quantum_view
+
+        results: list[TrackingResult] = []
+        bookmark: str | None = None
+        for _ in range(max_pages):
+            _, body = self._call("POST", quantum_view.PATH, idempotent=True,
+                                 json=quantum_view.build_events_request(subscription, bookmark=bookmark))
+            page, bookmark, _errors = quantum_view.parse_events_response(body)
+            results.extend(page)
+            if not bookmark:
+                break
+        return results
+
     # -- Airflow UI ----------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:

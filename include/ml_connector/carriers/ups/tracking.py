@@ -8,7 +8,7 @@ query parameters, trackResponse -> TrackingResult, TrackingEventRequest -> Track
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ml_connector.carriers.ups.codes import tracking_status
@@ -245,3 +245,31 @@ def parse_track_alert_event(body: Mapping[str, Any]) -> TrackingEvent:
         occurred_at=occurred_at,
         location=_location(body.get("activityLocation")),
     )
+
+
+def parse_track_alert_result(body: Mapping[str, Any]) -> TrackingResult:
+    """Read one Track Alert webhook payload as the package's status at that event: the event, the delivery
+    time (``actualDeliveryDate``/``actualDeliveryTime``, local like the activity, so read with ``gmtOffset``),
+    who signed (``receivedBy``, enhanced subscriptions) and the scheduled date.
+
+    :param body: the decoded POST body.
+    :raises RecordError: as :func:`parse_track_alert_event`.
+    """
+    event = parse_track_alert_event(body)
+    delivered_at: datetime | None = None
+    if event.status is TrackingStatus.DELIVERED:
+        delivered_at = activity_datetime(body.get("actualDeliveryDate"), body.get("actualDeliveryTime"), None, None,
+                                         body.get("gmtOffset")) or event.occurred_at
+    scheduled = strip_str(body.get("scheduledDeliveryDate"))
+    if scheduled and len(scheduled) == 8 and scheduled.isdigit():
+        scheduled = f"{scheduled[:4]}-{scheduled[4:6]}-{scheduled[6:]}"
+    return TrackingResult(tracking_number=event.tracking_number, status=event.status, events=[event],
+                          delivered_at=delivered_at, received_by=strip_str(body.get("receivedBy")),
+                          scheduled_delivery=scheduled or None)
+
+
+def track_alert_dedupe_key(event: TrackingEvent) -> str:
+    """The webhook inbox's dedupe key of a Track Alert event: a replayed delivery of the same scan (same
+    number, UTC time and code) is stored once."""
+    moment = event.occurred_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"ups:track-alert:{event.tracking_number.upper()}|{moment}|{event.code or event.status.value}"

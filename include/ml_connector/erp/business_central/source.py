@@ -79,6 +79,8 @@ class BusinessCentralSource(OrderSource):
 
     def write_status(self, order: Order, tracking: TrackingResult) -> None:
         last = tracking.events[0].description if tracking.events else None
+        if tracking.received_by:  # the signature: who received the parcel
+            last = f"{last or tracking.status.value}, received by {tracking.received_by}"
         patch = bc.tracking_patch(tracking.tracking_number, shipping_agent_code=None, service_code=None,
                                   status=tracking.status, last_event=last, delivered_at=tracking.delivered_at)
         self.hook.update_shipping_record(order.erp_id, patch)

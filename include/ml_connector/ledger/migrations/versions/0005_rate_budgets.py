@@ -1,8 +1,8 @@
 """Rate budgets: one row per API account whose calls every task and worker share (Exact Online's 60 calls a
 minute and 5,000 a day per company, and its block after more than 10 error answers an hour).
 
-Revision ID: 0008
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
