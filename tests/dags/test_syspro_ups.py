@@ -41,7 +41,9 @@ def syspro_env(syspro_sandbox, airflow_db, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(
         {"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}))
     settings = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
-    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1,
+    # the sandbox's scans move at once: track packages however young and each run (shipped: 60 and 55 minutes)
+    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1, tracking_min_age_minutes=0,
+                              tracking_poll_interval_minutes=0,
                               label_folder=f"file://{tmp_path / 'labels'}")
     path = tmp_path / "pipelines.yaml"
     path.write_text(yaml.safe_dump(settings))
