@@ -95,8 +95,28 @@ def get_engine(url: str | sa.URL) -> Engine:
                 engine = _sqlite_engine(url)
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            _count_commits(engine)
             _ENGINES[key] = engine
     return engine
+
+
+#: ``make bench`` counts ledger transactions: with this variable set, every commit appends one byte to that file
+#: (``w`` for a write transaction, ``r`` for a read).
+COMMIT_LOG_ENV = "ML_CONNECTOR_LEDGER_COMMIT_LOG"
+
+
+def _count_commits(engine: Engine) -> None:
+    path = os.environ.get(COMMIT_LOG_ENV)
+    if not path:
+        return
+
+    @sa.event.listens_for(engine, "commit")
+    def _on_commit(conn):  # pragma: no cover - bench only
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, b"w" if conn.get_execution_options().get("immediate") else b"r")
+        finally:
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------------
