@@ -27,6 +27,8 @@ def table(result: Result) -> str:
         f"floor {d['floor']} s = {result.api_calls} API calls x {result.latency_ms} ms / {result.budget} in flight;"
         f" ratio {d['ratio']}; load {result.load}",
         f"  task instances {result.task_instances} {result.tasks_by_state}, sum of durations {result.task_seconds} s",
+        "  task durations (s): " + ", ".join(f"{t.split('.')[-1]} {v['count']}x sum {v['sum']} max {v['max']}"
+                                             for t, v in result.task_durations.items()),
         f"  token requests: UPS {result.tokens.get('ups')}, Entra {result.tokens.get('entra')}",
         f"  ledger: {d['ledger_transactions_per_order']} write transactions per order "
         f"({result.ledger_transactions} writes, {result.ledger_reads} reads)",

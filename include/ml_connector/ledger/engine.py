@@ -27,7 +27,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ml_connector.errors import ConfigurationError
-from ml_connector.ledger import migrations
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +192,8 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     others find it done. A ledger created by release 0.1.0 (its tables, no version table) is stamped 0001
     first. Everything runs in one transaction: PostgreSQL and SQLite both roll DDL back on failure.
     """
+    from ml_connector.ledger import migrations  # Alembic: only when a ledger is opened, never at DAG parse
+
     head = migrations.head_revision()
     with engine.connect() as conn:
         conn = conn.execution_options(immediate=True)
@@ -273,6 +274,8 @@ class LedgerBase:
         _SCHEMA_READY.add(key)
 
     def _ensure_schema(self) -> None:
+        from ml_connector.ledger import migrations
+
         current, head = self.current_revision(), migrations.head_revision()
         if current is not None and current != head and not migrations.is_known(current):
             log.warning("%s", _newer_message(self.url, current, head))
@@ -281,6 +284,8 @@ class LedgerBase:
 
     def current_revision(self) -> str | None:
         """The schema revision recorded in the ledger (``None``: no version table yet)."""
+        from ml_connector.ledger import migrations
+
         with self.read() as conn:
             return migrations.current_revision(conn)
 
