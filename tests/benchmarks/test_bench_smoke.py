@@ -5,7 +5,6 @@ written back once, one token request per API), never how long it took."""
 from __future__ import annotations
 
 import pytest
-
 from bench.__main__ import summary_line
 from bench.dag_run import Bench
 
