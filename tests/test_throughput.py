@@ -165,3 +165,41 @@ def test_a_token_near_its_expiry_is_refreshed_through_the_ledger(ledger):
     now[0] += 3600 - 200  # inside the 5-minute refresh margin
     assert store.get_or_refresh("ups:t", lambda cur: ("tok-2", now[0] + 3600)) == "tok-2"
     assert store.get("ups:t").value == "tok-2"
+
+
+# -- durability -------------------------------------------------------------------------------------------------
+
+def test_label_requested_is_fsynced_and_redoable_steps_are_not(sqlite_ledger):
+    """SQLite: the commit that marks label_requested syncs the log (synchronous=FULL) before Ship is sent; an
+    address check, a write-back mark, an extract and a claim are redone when lost and commit without an fsync.
+    Every pooled connection goes back to FULL afterwards."""
+    ledger = sqlite_ledger
+    modes: list[int] = []
+
+    def on_commit(conn):
+        if conn.get_execution_options().get("immediate"):
+            modes.append(conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0])
+
+    sa.event.listen(ledger.engine, "commit", on_commit)
+    try:
+        carrier = ScriptedCarrier()
+        (row, _), = ledger.register_orders(PIPELINE, [make_order("SO-1")])
+        assert modes == [1]  # NORMAL
+        modes.clear()
+        service(ledger, carrier).check(row)
+        assert modes == [1]
+        modes.clear()
+        seen = []
+
+        class Watching(ScriptedCarrier):
+            def buy_label(self, order, plan, **kwargs):
+                seen.append(list(modes))
+                return super().buy_label(order, plan, **kwargs)
+
+        service(ledger, Watching(), actor="lane").create(ledger.get(row.id), shipper=SHIPPER)
+        assert seen == [[2]]  # claim + label_requested: FULL, committed before the purchase
+        assert modes == [2, 2]  # then label + release: FULL
+        with ledger.engine.connect() as conn:
+            assert conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        sa.event.remove(ledger.engine, "commit", on_commit)

@@ -163,8 +163,10 @@ class ShipmentService:
                 if result.residential is not None:
                     residential = result.residential
                 message = f"address valid, {result.classification.value}"
+        # not durable: lost on a power cut, the address is checked again
         self.ledger.transition(row.id, ShipmentState.ADDRESS_OK, step="validate_address", message=message,
-                               residential=residential, service_code=plan.service_code, actor=self.actor)
+                               residential=residential, service_code=plan.service_code, actor=self.actor,
+                               durable=False)
         return CheckOutcome(order.number, plan.service_code, residential, message)
 
     # -- 2. create -----------------------------------------------------------------------------------------
@@ -442,9 +444,10 @@ class ShipmentService:
                                    message="write-back is off for this pipeline")
             return row.tracking_numbers
         source.write_tracking(row.order, row.tracking_numbers, row.service_code)
+        # not durable: lost on a power cut, the write-back is replayed (idempotent)
         self.ledger.transition(row.id, ShipmentState.WRITTEN_BACK, step="writeback", actor=self.actor,
                                message=f"{', '.join(row.tracking_numbers)} written to {row.erp} {row.order_number}",
-                               error=None, error_step=None)
+                               error=None, error_step=None, durable=False)
         return row.tracking_numbers
 
 

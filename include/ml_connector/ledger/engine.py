@@ -246,12 +246,27 @@ class LedgerBase:
     # -- transactions -----------------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: read committed + row locks)."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: read committed + row locks).
+
+        :param durable: the commit must survive a power loss before this returns (SQLite: ``synchronous=FULL``,
+            an fsync of the write-ahead log per commit; the default). ``False`` is for writes that are simply
+            redone when lost (an extract, an address check, a write-back mark, a claim): SQLite then commits
+            without an fsync (``synchronous=NORMAL``, still safe against a crash of the process), and the next
+            durable commit makes it durable with everything before it (the log is sequential). PostgreSQL
+            commits are always durable.
+        """
+        relaxed = self.dialect == "sqlite" and not durable
         with self.engine.connect() as conn:
-            conn = conn.execution_options(immediate=True)
-            with conn.begin():
-                yield conn
+            if relaxed:
+                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn = conn.execution_options(immediate=True)
+                with conn.begin():
+                    yield conn
+            finally:
+                if relaxed:  # pooled connections go back durable (SQLite's WAL default here is FULL)
+                    conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -182,7 +182,7 @@ class ShipmentsMixin(AuditMixin):
         items = list(items)
         out: list[tuple[ShipmentRow, bool]] = []
         for start in range(0, len(items), batch):
-            with self.write() as conn:
+            with self.write(durable=False) as conn:  # lost on a power cut: the next run extracts it again
                 for item in items[start:start + batch]:
                     if isinstance(item, Order):
                         out.append(self._register_order(conn, pipeline, item, actor=actor))
@@ -283,7 +283,7 @@ class ShipmentsMixin(AuditMixin):
         an expired claim (crashed worker) can be taken over."""
         now = time.time()
         t = schema.shipments
-        with self.write() as conn:
+        with self.write(durable=False) as conn:  # a lost claim is taken again
             result = conn.execute(
                 t.update()
                 .where(t.c.id == shipment_id)
@@ -293,7 +293,7 @@ class ShipmentsMixin(AuditMixin):
         return result.rowcount == 1
 
     def release(self, shipment_id: int, owner: str) -> None:
-        with self.write() as conn:
+        with self.write(durable=False) as conn:  # a lost release expires with the claim
             self._release_claim(conn, shipment_id, owner)
 
     @staticmethod
@@ -346,7 +346,7 @@ class ShipmentsMixin(AuditMixin):
 
     def transition(self, shipment_id: int, to_state: ShipmentState, *, step: str, message: str | None = None,
                    detail: Mapping[str, Any] | None = None, actor: str | None = None,
-                   expect: Iterable[ShipmentState] | None = None, outcome: str = "ok",
+                   expect: Iterable[ShipmentState] | None = None, outcome: str = "ok", durable: bool = True,
                    **fields: Any) -> ShipmentRow:
         """Move a row to ``to_state`` (compare-and-set) and append the audit row in the same transaction.
 
@@ -354,9 +354,12 @@ class ShipmentsMixin(AuditMixin):
 
         :param expect: states the row must be in; defaults to every state that may move to ``to_state``.
         :param outcome: the audit row's outcome (``ok``; a person's decision names itself: ``rebuy``...).
+        :param durable: see :meth:`~ml_connector.ledger.engine.LedgerBase.write`; a move to ``label_requested``
+            is always durable (it must be on disk before the carrier is called).
         :param fields: other columns to set (``service_code``, ``error``...).
         """
-        with self.write() as conn:
+        durable = durable or to_state is ShipmentState.LABEL_REQUESTED
+        with self.write(durable=durable) as conn:
             row = self._get(conn, shipment_id, lock=True)
             allowed = set(expect) if expect is not None else {s for s, nxt in TRANSITIONS.items() if to_state in nxt}
             allowed.add(to_state)  # re-entering the same state is an idempotent no-op move
