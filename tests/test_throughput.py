@@ -203,3 +203,69 @@ def test_label_requested_is_fsynced_and_redoable_steps_are_not(sqlite_ledger):
             assert conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0] == 2
     finally:
         sa.event.remove(ledger.engine, "commit", on_commit)
+
+
+# -- group commit ---------------------------------------------------------------------------------------------------
+
+def test_writes_of_several_threads_share_one_commit_and_a_failing_one_fails_alone(sqlite_ledger):
+    """SQLite: threads that write while another's transaction runs are committed together (one fsync), each in
+    its own savepoint: the one that raises is rolled back and raised in its own thread, the others commit."""
+    import threading
+
+    from ml_connector.ledger import schema
+
+    ledger = sqlite_ledger
+    ids = [ledger.register_order(PIPELINE, make_order(f"SO-{i}"))[0].id for i in range(6)]
+    commits = []
+    sa.event.listen(ledger.engine, "commit", lambda conn: commits.append(1))
+    queued, release = threading.Event(), threading.Event()
+
+    def mark(row_id, *, fail=False, block=False):
+        def work(conn):
+            if block:
+                queued.wait(10)  # the first writer holds its transaction until the others are queued
+            conn.execute(schema.shipments.update().where(schema.shipments.c.id == row_id)
+                         .values(claimed_by="grouped"))
+            if fail:
+                raise ValueError(f"row {row_id} refused")
+            return row_id
+        return work
+
+    results: dict[int, object] = {}
+
+    def run(row_id, **kwargs):
+        try:
+            results[row_id] = ledger.write_grouped(mark(row_id, **kwargs))
+        except ValueError as exc:
+            results[row_id] = exc
+
+    first = threading.Thread(target=run, args=(ids[0],), kwargs={"block": True})
+    first.start()
+    while not ledger_group_running(ledger):
+        time.sleep(0.01)
+    others = [threading.Thread(target=run, args=(i,), kwargs={"fail": i == ids[3]}) for i in ids[1:]]
+    for t in others:
+        t.start()
+    while len(ledger_group_queue(ledger)) < len(others):
+        time.sleep(0.01)
+    queued.set()
+    release.set()
+    for t in [first, *others]:
+        t.join(20)
+    assert len(commits) == 2  # the first writer's transaction, then everyone who queued meanwhile
+    assert isinstance(results.pop(ids[3]), ValueError)
+    assert results == {i: i for i in ids if i != ids[3]}
+    claimed = {r.id: r.claimed_by for r in ledger.get_many(ids)}
+    assert claimed == {i: (None if i == ids[3] else "grouped") for i in ids}
+
+
+def ledger_group_running(ledger) -> bool:
+    from ml_connector.ledger.engine import _group_for
+
+    return _group_for(ledger).running
+
+
+def ledger_group_queue(ledger) -> list:
+    from ml_connector.ledger.engine import _group_for
+
+    return _group_for(ledger).queue

@@ -325,7 +325,8 @@ class ShipmentsMixin(AuditMixin):
         """
         now = time.time()
         t = schema.shipments
-        with self.write() as conn:
+
+        def work(conn: Connection) -> tuple[bool, ShipmentRow | None, bool]:
             result = conn.execute(
                 t.update()
                 .where(t.c.id == shipment_id)
@@ -343,6 +344,9 @@ class ShipmentsMixin(AuditMixin):
             self._audit(conn, shipment=row, step=step, outcome="ok", from_state=row.state.value,
                         to_state=ShipmentState.LABEL_REQUESTED.value, message=message, actor=actor)
             return True, self._get(conn, row.id), True
+
+        # durable, and grouped with the same writes of the lane's other threads (one fsync for several)
+        return self.write_grouped(work)
 
     def transition(self, shipment_id: int, to_state: ShipmentState, *, step: str, message: str | None = None,
                    detail: Mapping[str, Any] | None = None, actor: str | None = None,
@@ -467,7 +471,7 @@ class ShipmentsMixin(AuditMixin):
         :param detail: more for the audit row's detail (who decided, why...).
         :param release_claim: give back this owner's claim in the same transaction (one commit instead of two).
         """
-        with self.write() as conn:
+        def work(conn: Connection) -> ShipmentRow:
             row = self._get(conn, shipment_id, lock=True)
             if row.is_labelled:
                 if release_claim is not None:
@@ -506,6 +510,8 @@ class ShipmentsMixin(AuditMixin):
                                 "warnings": list(result.warnings), **(detail or {})},
                         actor=actor)
             return self._get(conn, row.id)
+
+        return self.write_grouped(work)  # durable, grouped with the lane's other threads
 
     def package_owner(self, tracking_number: str) -> ShipmentRow | None:
         """The row whose package ``tracking_number`` is, if any."""
