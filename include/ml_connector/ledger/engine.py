@@ -240,8 +240,9 @@ class _GroupCommit:
     transaction (a savepoint each), commits, hands out the results, and goes on while more is queued; the others
     wait for their result. No thread of its own; nothing waits for a timer."""
 
-    def __init__(self, ledger: LedgerBase) -> None:
+    def __init__(self, ledger: LedgerBase, durable: bool = True) -> None:
         self.ledger = ledger
+        self.durable = durable
         self.lock = threading.Lock()
         self.queue: list[_Work] = []
         self.running = False
@@ -267,7 +268,7 @@ class _GroupCommit:
                     self.running = False
                     return
             try:
-                with self.ledger.write() as conn:
+                with self.ledger.write(durable=self.durable) as conn:
                     for item in batch:
                         try:
                             with conn.begin_nested():
@@ -287,15 +288,15 @@ class _GroupCommit:
                 item.done.set()
 
 
-_GROUPS: dict[tuple[int, str], _GroupCommit] = {}
+_GROUPS: dict[tuple[int, str, bool], _GroupCommit] = {}
 
 
-def _group_for(ledger: LedgerBase) -> _GroupCommit:
-    key = (os.getpid(), ledger.url.render_as_string(hide_password=False))
+def _group_for(ledger: LedgerBase, durable: bool = True) -> _GroupCommit:
+    key = (os.getpid(), ledger.url.render_as_string(hide_password=False), durable)
     with _ENGINES_LOCK:
         group = _GROUPS.get(key)
         if group is None:
-            group = _GROUPS[key] = _GroupCommit(ledger)
+            group = _GROUPS[key] = _GroupCommit(ledger, durable)
     return group
 
 
@@ -347,7 +348,7 @@ class LedgerBase:
                 if relaxed:  # pooled connections go back durable (SQLite's WAL default here is FULL)
                     conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
 
-    def write_grouped(self, work: Callable[[Connection], T]) -> T:
+    def write_grouped(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
         """Run ``work(conn)`` in a durable write transaction, possibly together with the same calls of other
         threads of this process (group commit): on SQLite, threads that write at the same moment share one
         transaction and one fsync instead of queueing for the write lock one fsync each. When this returns,
@@ -356,11 +357,13 @@ class LedgerBase:
         Each ``work`` runs in its own savepoint: one that raises is rolled back alone and its exception is raised
         in its own thread; the others commit. ``work`` must touch only its own rows (it runs in one transaction
         with others' work). PostgreSQL (row locks, no single writer): every call is its own transaction.
+
+        :param durable: as for :meth:`write` (``False``: no fsync; the group still saves lock hand-overs).
         """
         if self.dialect != "sqlite":
             with self.write() as conn:
                 return work(conn)
-        return _group_for(self).submit(work)
+        return _group_for(self, durable).submit(work)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -363,7 +363,8 @@ class ShipmentsMixin(AuditMixin):
         :param fields: other columns to set (``service_code``, ``error``...).
         """
         durable = durable or to_state is ShipmentState.LABEL_REQUESTED
-        with self.write(durable=durable) as conn:
+
+        def work(conn: Connection) -> ShipmentRow:
             row = self._get(conn, shipment_id, lock=True)
             allowed = set(expect) if expect is not None else {s for s, nxt in TRANSITIONS.items() if to_state in nxt}
             allowed.add(to_state)  # re-entering the same state is an idempotent no-op move
@@ -377,6 +378,11 @@ class ShipmentsMixin(AuditMixin):
             self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
                         to_state=to_state.value, message=message, detail=detail, actor=actor)
             return self._get(conn, row.id)
+
+        if durable:
+            with self.write() as conn:
+                return work(conn)
+        return self.write_grouped(work, durable=False)  # a lane's threads share the transaction
 
     def mark_uncertain(self, shipment_id: int, *, step: str, reason: str, now: float, next_lookup_at: float | None,
                        lookup_until: float, actor: str | None = None,
