@@ -394,13 +394,19 @@ def parse_time(dag_file: Path, repeats: int = 3) -> tuple[float, float]:
             "t, c = time.perf_counter(), time.process_time()\n"
             f"runpy.run_path({str(dag_file)!r})\n"
             "print(time.perf_counter() - t, time.process_time() - c)\n")
-    env = {**os.environ, "PYTHONPATH": python_path(), "ML_CONNECTOR_FERNET_KEYS": FERNET}
-    env.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ml-connector-bench-parse-"))
+    import shutil
+
+    home = tempfile.mkdtemp(prefix="ml-connector-bench-parse-")
+    env = {**os.environ, "PYTHONPATH": python_path(), "ML_CONNECTOR_FERNET_KEYS": FERNET, "AIRFLOW_HOME": home}
     times = []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-        if out.returncode:
-            raise RuntimeError(f"parsing {dag_file.name} failed:\n{out.stderr[-2000:]}")
-        wall, cpu = out.stdout.strip().splitlines()[-1].split()
-        times.append((float(wall), float(cpu)))
+    try:
+        for _ in range(repeats):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                 timeout=300)
+            if out.returncode:
+                raise RuntimeError(f"parsing {dag_file.name} failed:\n{out.stderr[-2000:]}")
+            wall, cpu = out.stdout.strip().splitlines()[-1].split()
+            times.append((float(wall), float(cpu)))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     return min(times)
