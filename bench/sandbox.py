@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import signal
 import tempfile
 import uuid
@@ -85,9 +86,16 @@ async def serve(args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     seed = bench_seed(args.orders, datetime.fromisoformat(args.modified_from),
                       datetime.fromisoformat(args.modified_to), now)
-    seed_file = Path(tempfile.mkdtemp(prefix="ml-connector-bench-seed-")) / "seed.json"
+    seed_dir = Path(tempfile.mkdtemp(prefix="ml-connector-bench-seed-"))
+    seed_file = seed_dir / "seed.json"
     seed_file.write_text(json.dumps(seed))
-    bc_state = BusinessCentralState(seed_path=seed_file)
+    try:
+        await _serve(args, BusinessCentralState(seed_path=seed_file))
+    finally:  # the state re-reads the seed on a reset: keep it while serving
+        shutil.rmtree(seed_dir, ignore_errors=True)
+
+
+async def _serve(args: argparse.Namespace, bc_state: BusinessCentralState) -> None:
     apps = {"ups": create_ups_app(), "business_central": create_bc_app(bc_state)}
     apps["ups"].state.sandbox.set_knobs({"latency_ms": args.latency_ms})
     bc_state.set_knobs({"latency_ms": args.latency_ms, "page_size": args.page_size})
