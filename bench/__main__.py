@@ -1,107 +1,108 @@
-"""ml-connector benchmarks against the loopback sandboxes: token cache, ledger throughput, label throughput.
+"""``make bench`` (``python -m bench``): Business Central -> UPS under the real Airflow scheduler.
 
-Run: ``make bench`` (or ``python -m bench``). Prints one line per measurement. PostgreSQL rows are skipped when
-no server answers at 127.0.0.1:5432.
+    python -m bench                       # N = 100, 1000, 5000 at 150 ms per API call
+    python -m bench --sizes 100,1000 --latency-ms 150 --json bench/results/run.json
+    python -m bench --micro               # the ledger / token cache / raw label micro-benchmarks
+
+Prints a table per N, writes everything as JSON (default ``bench/results/<UTC time>.json``, git-ignored) and
+ends with one line per N that a script can read:
+``N=<n> seconds=<s> floor=<s> ratio=<floor/measured> duplicates=<k> lost=<k>``. Nothing here asserts on time.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import statistics
-import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
+import sys
 from datetime import UTC, datetime
-from decimal import Decimal
+from pathlib import Path
 
-os.environ.setdefault("ML_CONNECTOR_FERNET_KEYS", "lX5C3uTj1gQq2tqQnG3Yd5wq0J0nKkq8s4c2W6h3l7U=")
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ml-connector-bench-"))
-
-from ml_connector import http  # noqa: E402
-from ml_connector.carriers.ups.hook import UpsHook  # noqa: E402
-from ml_connector.ledger import Ledger, ShipmentState  # noqa: E402
-from ml_connector.models import Address, Order, Package  # noqa: E402
-from ml_connector_sandbox.credentials import UPS_CLIENT_ID, UPS_CLIENT_SECRET  # noqa: E402
-from ml_connector_sandbox.testing import SandboxServer  # noqa: E402
-
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-SHIPPER = Address(name="CRONUS USA, Inc.", phone="5105550100", lines=["2100 Powell Street"], city="Emeryville",
-                  state="CA", postal_code="94608", country="US")
+from bench.dag_run import ROOT, Bench, Result, parse_time
 
 
-def order(i: int) -> Order:
-    return Order(erp="bench", erp_id=f"id-{i}", number=f"SO-{i:06d}", ship_method="GROUND",
-                 ship_to=Address(name="Fabrikam Inc.", lines=["500 Howard Street"], city="San Francisco", state="CA",
-                                 postal_code="94105", country="US"),
-                 packages=[Package(weight=Decimal("3"))], modified_at=datetime.now(UTC))
+def table(result: Result) -> str:
+    d = result.as_dict()
+    lines = [
+        f"N={result.n}: {result.state} in {result.seconds} s ({d['orders_per_min']} orders/min); "
+        f"floor {d['floor']} s = {result.api_calls} API calls x {result.latency_ms} ms / {result.budget} in flight;"
+        f" ratio {d['ratio']}; load {result.load}",
+        f"  task instances {result.task_instances} {result.tasks_by_state}, sum of durations {result.task_seconds} s",
+        "  task durations (s): " + ", ".join(f"{t.split('.')[-1]} {v['count']}x sum {v['sum']} max {v['max']}"
+                                             for t, v in result.task_durations.items()),
+        f"  token requests: UPS {result.tokens.get('ups')}, Entra {result.tokens.get('entra')}",
+        f"  ledger: {d['ledger_transactions_per_order']} write transactions per order "
+        f"({result.ledger_transactions} writes, {result.ledger_reads} reads)",
+        f"  duplicates {result.duplicates}, lost {result.lost}",
+        "  API calls per order:",
+        *(f"    {v:>8.3f}  {k}" for k, v in d["calls_per_order"].items()),
+        "  peak RSS (MB):",
+        *(f"    {v:>8.1f}  {k}" for k, v in d["peak_rss_mb"].items()),
+    ]
+    return "\n".join(lines)
 
 
-def line(name: str, value: float, unit: str, extra: str = "") -> None:
-    print(f"{name:<58} {value:>12.1f} {unit:<10} {extra}")
+def summary_line(result: Result) -> str:
+    return (f"N={result.n} seconds={result.seconds} floor={result.floor:.1f} ratio={result.ratio:.3f} "
+            f"duplicates={result.duplicates} lost={result.lost}")
 
 
-def bench_ledger(url: str, label: str, n: int = 300) -> None:
-    ledger = Ledger(url)
-    pipeline = f"bench-{time.time_ns()}"
-    started = time.perf_counter()
-    for i in range(n):
-        row, _ = ledger.register_order(pipeline, order(i))
-        ledger.transition(row.id, ShipmentState.ADDRESS_OK, step="validate_address")
-        ledger.claim(row.id, "bench")
-    elapsed = time.perf_counter() - started
-    line(f"ledger {label}: register + transition + claim", n / elapsed, "orders/s")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,5000", help="comma-separated order counts")
+    parser.add_argument("--latency-ms", type=int, default=150, help="sandbox latency per API call")
+    parser.add_argument("--budget", type=int, default=16, help="in-flight budget per API for the floor")
+    parser.add_argument("--page-size", type=int, default=1000, help="Business Central server page size")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for one run")
+    parser.add_argument("--json", type=Path, help="where to write the results")
+    parser.add_argument("--keep", action="store_true", help="keep each run's AIRFLOW_HOME (logs)")
+    parser.add_argument("--no-parse", action="store_true", help="skip the DAG parse timing")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=YAML",
+                        help="override a pipeline setting for the bench, e.g. --set max_lanes=8")
+    parser.add_argument("--micro", action="store_true", help="run the micro-benchmarks instead")
+    args = parser.parse_args(argv)
+    if args.micro:
+        from bench import micro
+
+        micro.main()
+        return 0
+    import yaml
+
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    out = {"started": datetime.now(UTC).isoformat(), "machine": _machine(), "latency_ms": args.latency_ms,
+           "budget": args.budget, "settings": overrides, "parse_seconds": {}, "runs": []}
+    if not args.no_parse:
+        for dag_file in sorted((ROOT / "dags").glob("*.py")):
+            wall, cpu = parse_time(dag_file)
+            out["parse_seconds"][dag_file.name] = {"wall": round(wall, 3), "cpu": round(cpu, 3)}
+            print(f"cold parse {dag_file.name}: {wall:.3f} s (CPU {cpu:.3f} s)", flush=True)
+    results = []
+    path = args.json or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        print(f"N={n}: starting (latency {args.latency_ms} ms)", flush=True)
+        result = Bench(n, latency_ms=args.latency_ms, budget=args.budget, page_size=args.page_size,
+                       timeout=args.timeout, keep=args.keep, settings=overrides,
+                       log=lambda m: print(m, flush=True)).run()
+        results.append(result)
+        print(table(result), flush=True)
+        out["runs"].append(result.as_dict())
+        path.write_text(json.dumps(out, indent=2, default=str))
+    print(f"results: {path}")
+    for result in results:
+        print(summary_line(result))
+    return 0 if all(r.state == "success" and not r.duplicates and not r.lost for r in results) else 1
 
 
-def bench_token_cache(server: SandboxServer, ledger: Ledger, n: int = 2000) -> None:
-    hook = UpsHook(ledger=ledger)
-    hook.get_token()
-    started = time.perf_counter()
-    for _ in range(n):
-        hook.get_token()
-    elapsed = time.perf_counter() - started
-    line("UPS token from the encrypted cache", n / elapsed, "reads/s",
-         f"token requests: {server.counters('ups')['tokens_issued']}")
+def _machine() -> str:
+    import os
+    import platform
 
-
-def bench_labels(server: SandboxServer, ledger: Ledger, workers: int, n: int = 40, latency_ms: int = 80) -> None:
-    server.reset("ups")
-    server.set_knobs("ups", latency_ms=latency_ms)
-    hook = UpsHook(ledger=ledger, retry=http.RetryPolicy(attempts=3, backoff=0.05))
-    hook.get_token()
-    timings: list[float] = []
-
-    def ship(i: int) -> None:
-        t0 = time.perf_counter()
-        hook.create_shipment(order(i), service_code="03", shipper=SHIPPER, reference=f"SO-{i:06d}")
-        timings.append(time.perf_counter() - t0)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(ship, range(n)))
-    elapsed = time.perf_counter() - started
-    line(f"UPS labels, {latency_ms} ms API latency, {workers} concurrent", n / elapsed, "labels/s",
-         f"p50 {statistics.median(timings) * 1000:.0f} ms, labels bought: {server.counters('ups')['labels_created']}")
-    server.set_knobs("ups", latency_ms=0)
-
-
-def main() -> None:
-    tmp = tempfile.mkdtemp(prefix="ml-connector-bench-")
-    sqlite_url = f"sqlite:///{tmp}/ledger.db"
-    bench_ledger(sqlite_url, "SQLite")
-    try:
-        bench_ledger(PG, "PostgreSQL")
-    except Exception as exc:  # no server: say so, do not fail the run
-        print(f"ledger PostgreSQL: skipped ({type(exc).__name__})")
-    with SandboxServer(["ups"]) as server:
-        os.environ["AIRFLOW_CONN_UPS_DEFAULT"] = json.dumps({
-            "conn_type": "ups", "host": server.url("ups"), "login": UPS_CLIENT_ID, "password": UPS_CLIENT_SECRET,
-            "extra": {"account_number": "A1B2C3"}})
-        ledger = Ledger(sqlite_url)
-        bench_token_cache(server, ledger)
-        for workers in (1, 4):
-            bench_labels(server, ledger, workers)
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,8 +6,8 @@ shipments old enough to have scans; the carrier is a stand-in whose ``track()`` 
 "in transit" (so every package also costs its ledger writes and one status change). The gap between the
 measured time and the floor is ledger and bookkeeping overhead.
 
-Run: ``python -m bench.tracking_poll`` (defaults: 1,000 and 10,000 shipments, 150 ms, concurrency 4, the
-pipelines' default ``lane_concurrency``) or e.g. ``python -m bench.tracking_poll --sizes 1000 --concurrency 16``.
+Run: ``python -m bench.tracking_poll`` (defaults: 1,000 and 10,000 shipments, 150 ms, concurrency 4 in flight,
+i.e. ``api_budget`` 4; the shipped default is 16) or e.g. ``python -m bench.tracking_poll --sizes 1000 --concurrency 16``.
 From ``bench/__main__.py``: ``from bench.tracking_poll import bench_tracking_poll; bench_tracking_poll()``.
 """
 
@@ -87,7 +87,7 @@ def time_poll(n: int, *, latency: float, concurrency: int) -> tuple[float, float
     seed(ledger, n)
     carrier = SlowTrack(latency)
     settings = PipelineSettings(erp=next(iter(registry.ERPS)),
-                                writeback=False, lane_concurrency=concurrency)
+                                writeback=False, api_budget=concurrency)
     op = PollTrackingOperator(task_id="poll_tracking", pipeline_id=PIPELINE, settings=settings)
     op._ledger = ledger
     op.carrier = lambda: carrier  # type: ignore[method-assign]

@@ -244,7 +244,9 @@ def send(session: requests.Session, method: str, url: str, *, vendor: str, idemp
                 f"{where}: no answer ({reason}); the request may have taken effect"
             ) from None
         elapsed = (time.monotonic() - started) * 1000
-        log.info("%s -> %s in %.0f ms", where, response.status_code, elapsed)
+        # a lane makes thousands of calls: successes at DEBUG, refusals and errors at INFO (retries: WARNING)
+        log.log(logging.DEBUG if response.status_code < 400 else logging.INFO, "%s -> %s in %.0f ms", where,
+                response.status_code, elapsed)
         if response.status_code in retry.statuses:
             if idempotent or response.status_code == 429:
                 raise _RetryableResponse(response)

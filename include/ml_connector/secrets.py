@@ -60,6 +60,10 @@ _REASON_MAX = 80
 
 E = TypeVar("E", bound=BaseException)
 
+#: Fresh values this process read from or stored in the ledger: ``(pid, ledger URL, name) -> CachedSecret``
+#: (see :meth:`SecretStore.get_or_refresh`). Plain dict operations are atomic under the GIL.
+_MEMORY: dict[tuple[int, str, str], CachedSecret] = {}
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -255,9 +259,11 @@ class SecretStore:
         return self._cached(self.ledger.secret(name))
 
     def put(self, name: str, value: str, *, expires_at: float | None = None) -> None:
+        self._forget(name)
         self.ledger.put_secret(name, self._encrypt(value), expires_at)
 
     def delete(self, name: str) -> None:
+        self._forget(name)
         self.ledger.delete_secret(name)
 
     def breaker(self, name: str) -> Breaker | None:
@@ -289,12 +295,18 @@ class SecretStore:
         """
         label = label or name.split(":", 1)[0]
         if not force:
+            remembered = self._remembered(name)
+            if remembered is not None and remembered.fresh(margin, self.clock()):
+                return remembered.value  # no ledger read, no decryption
             row = self.ledger.secret(name)
             cached = self._cached(row)
             if cached is not None and cached.fresh(margin, self.clock()):
+                self._remember(name, cached)
                 return cached.value
             if row is not None and row.refused(self.clock()):
                 return self._while_refused(name, row, label, usable=True)
+        else:
+            self._forget(name)
 
         def needed(row: SecretRow) -> bool:
             current = self._cached(row)
@@ -308,7 +320,9 @@ class SecretStore:
             row, lease = self.ledger.take_secret_lease(name, owner, ttl=self.lease_seconds, needed=needed,
                                                        now=self.clock())
             if lease is Lease.NOT_NEEDED:
-                return self._cached(row).value  # another process stored a fresh value
+                cached = self._cached(row)  # another process stored a fresh value
+                self._remember(name, cached)
+                return cached.value
             if lease is Lease.TAKEN:
                 break
             if lease is Lease.REFUSED:
@@ -328,7 +342,26 @@ class SecretStore:
                     return current.value
             raise
         self.ledger.put_secret(name, self._encrypt(value), expires_at, lease_owner=owner)
+        self._remember(name, CachedSecret(value, expires_at))
         return value
+
+    # -- the process's memory of fresh values ------------------------------------------------------------------
+    # A fresh value read from (or stored in) the ledger is kept in process memory for its life, so that the
+    # many calls of a task do not each read and decrypt the row. The ledger stays the shared source and the
+    # lock: a missing or stale value, a forced refresh (after a 401) and every refresh go through it.
+
+    def _memory_key(self, name: str) -> tuple[int, str, str]:
+        return os.getpid(), self.ledger.url.render_as_string(hide_password=False), name
+
+    def _remembered(self, name: str) -> CachedSecret | None:
+        return _MEMORY.get(self._memory_key(name))
+
+    def _remember(self, name: str, cached: CachedSecret | None) -> None:
+        if cached is not None:
+            _MEMORY[self._memory_key(name)] = cached
+
+    def _forget(self, name: str) -> None:
+        _MEMORY.pop(self._memory_key(name), None)
 
     def _release(self, name: str, owner: str) -> None:
         try:

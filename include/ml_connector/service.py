@@ -99,6 +99,14 @@ class LabelOutcome:
     voided: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Claim:
+    """Whether this call still holds its claim on the row (a recorded label gives it back in the same
+    transaction)."""
+
+    held: bool = False
+
+
 class ShipmentService:
     """Moves one pipeline's ledger rows through check -> label -> write-back, exactly once.
 
@@ -161,8 +169,10 @@ class ShipmentService:
                 if result.residential is not None:
                     residential = result.residential
                 message = f"address valid, {result.classification.value}"
+        # not durable: lost on a power cut, the address is checked again
         self.ledger.transition(row.id, ShipmentState.ADDRESS_OK, step="validate_address", message=message,
-                               residential=residential, service_code=plan.service_code, actor=self.actor)
+                               residential=residential, service_code=plan.service_code, actor=self.actor,
+                               durable=False)
         return CheckOutcome(order.number, plan.service_code, residential, message)
 
     # -- 2. create -----------------------------------------------------------------------------------------
@@ -193,13 +203,35 @@ class ShipmentService:
             raise NothingToDo(f"not ready for a label ({row.state.value})")
         if row.is_uncertain and not row.lookup_due(now):
             return self._still_uncertain(row)
-        with self.ledger.claimed(row.id, self.actor, ttl_seconds=self.claim_ttl_seconds) as won:
+        plan = None
+        if (row.state is ShipmentState.ADDRESS_OK and not row.purchase_attempted and row.order_json is not None
+                and not callable(shipper)):
+            # the common case, a first purchase: claim and label_requested in one transaction
+            plan = self.carrier.plan(row.order)
+        claim = _Claim()
+        try:
+            if plan is not None:
+                won, current, requested = self.ledger.claim_to_buy(
+                    row.id, self.actor, ttl_seconds=self.claim_ttl_seconds, order_json=row.order_json,
+                    step="create_shipment", actor=self.actor,
+                    message=f"buying a {self.carrier.name} label ({plan.service_name})",
+                    service_code=plan.service_code, reference=plan.reference)
+            else:
+                won = self.ledger.claim(row.id, self.actor, ttl_seconds=self.claim_ttl_seconds)
+                current, requested = None, False
             if not won:
                 raise RetryableError(f"order {row.order_number}: another worker is creating this shipment")
-            row = self.ledger.get(row.id)  # the state may have moved before we got the claim
-            return self._create(row, shipper)
+            claim.held = True
+            if requested:
+                return self._buy(current, current.order, plan, shipper, claim)
+            # the state may have moved before we got the claim
+            return self._create(current if current is not None else self.ledger.get(row.id), shipper, claim)
+        finally:
+            if claim.held:
+                self.ledger.release(row.id, self.actor)
 
-    def _create(self, row: ShipmentRow, shipper: Address | Callable[[], Address]) -> LabelOutcome:
+    def _create(self, row: ShipmentRow, shipper: Address | Callable[[], Address],
+                claim: _Claim | None = None) -> LabelOutcome:
         now = self.clock()
         if row.is_labelled:
             return self._watch(row) if row.lookup_due(now) else _outcome(row, reused=True)
@@ -230,6 +262,12 @@ class ShipmentService:
                                      actor=self.actor,
                                      message=f"buying a {self.carrier.name} label ({plan.service_name})",
                                      service_code=plan.service_code, reference=plan.reference)
+        return self._buy(row, order, plan, address, claim)
+
+    def _buy(self, row: ShipmentRow, order: Order, plan: LabelPlan, address: Address,
+             claim: _Claim | None) -> LabelOutcome:
+        """Buy the label of a row in ``label_requested`` (committed) whose claim we hold; record it (and give
+        the claim back) in one transaction."""
         try:
             result = self.carrier.buy_label(order, plan, shipper=address, residential=row.residential)
         except AmbiguousRequestError as exc:
@@ -266,7 +304,9 @@ class ShipmentService:
             now = self.clock()
             watch = dict(next_lookup_at=now + self._backoff(1), lookup_until=now + self.settle_window_seconds)
         row = self.ledger.record_label(row.id, result, label_paths=paths, actor=self.actor, detail=detail,
-                                       **watch)
+                                       release_claim=self.actor if claim is not None else None, **watch)
+        if claim is not None:
+            claim.held = False
         return _outcome(row, reused=False)
 
     def _nothing_bought(self, row: ShipmentRow, exc: BaseException) -> None:
@@ -416,7 +456,7 @@ class ShipmentService:
             source.write_charges(row.order, charges)
         self.ledger.transition(row.id, ShipmentState.WRITTEN_BACK, step="writeback", actor=self.actor,
                                message=f"{', '.join(row.tracking_numbers)} written to {row.erp} {row.order_number}",
-                               error=None, error_step=None)
+                               error=None, error_step=None, durable=False)
         return row.tracking_numbers
 
     def _attach_labels(self, row: ShipmentRow, source: OrderSource) -> None:

@@ -77,6 +77,13 @@ class PipelineSettings(BaseModel):
     # lanes and retries
     max_lanes: int = Field(50, ge=1, le=1024)
     lane_concurrency: int = Field(4, ge=1, le=32)
+    # throughput (see operators/base.py, "Lanes and the in-flight budget"): a run of up to
+    # `lane_per_order_up_to` orders gets one lane per order; a bigger one gets `parallel_lanes` lanes (the worker
+    # slots its steps may take at once), each working its orders with an equal share of `api_budget`, the calls
+    # in flight at once per external API (UPS, the ERP) for the whole run
+    api_budget: int = Field(16, ge=1, le=256)
+    lane_per_order_up_to: int = Field(16, ge=0, le=1024)
+    parallel_lanes: int = Field(4, ge=1, le=1024)
     claim_ttl_seconds: int = Field(900, ge=30)
     # an order whose label purchase got no clear answer (label_uncertain) is looked up by reference for this
     # long, with backoff from lookup_backoff_seconds, then left to a person; keep it well above the minutes

@@ -16,10 +16,10 @@ import os
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 import tenacity
@@ -27,7 +27,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ml_connector.errors import ConfigurationError
-from ml_connector.ledger import migrations
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +94,28 @@ def get_engine(url: str | sa.URL) -> Engine:
                 engine = _sqlite_engine(url)
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            _count_commits(engine)
             _ENGINES[key] = engine
     return engine
+
+
+#: ``make bench`` counts ledger transactions: with this variable set, every commit appends one byte to that file
+#: (``w`` for a write transaction, ``r`` for a read).
+COMMIT_LOG_ENV = "ML_CONNECTOR_LEDGER_COMMIT_LOG"
+
+
+def _count_commits(engine: Engine) -> None:
+    path = os.environ.get(COMMIT_LOG_ENV)
+    if not path:
+        return
+
+    @sa.event.listens_for(engine, "commit")
+    def _on_commit(conn):  # pragma: no cover - bench only
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, b"w" if conn.get_execution_options().get("immediate") else b"r")
+        finally:
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -173,6 +192,8 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
     others find it done. A ledger created by release 0.1.0 (its tables, no version table) is stamped 0001
     first. Everything runs in one transaction: PostgreSQL and SQLite both roll DDL back on failure.
     """
+    from ml_connector.ledger import migrations  # Alembic: only when a ledger is opened, never at DAG parse
+
     head = migrations.head_revision()
     with engine.connect() as conn:
         conn = conn.execution_options(immediate=True)
@@ -197,6 +218,86 @@ def upgrade_schema(engine: Engine) -> tuple[str | None, str]:
 
 
 # --------------------------------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+class _Work:
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Connection], Any]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Leader/follower group commit for one database in one process (see :meth:`LedgerBase.write_grouped`).
+
+    The first thread that finds no transaction running leads: it takes everything queued, runs it in one
+    transaction (a savepoint each), commits, hands out the results, and goes on while more is queued; the others
+    wait for their result. No thread of its own; nothing waits for a timer."""
+
+    def __init__(self, ledger: LedgerBase, durable: bool = True) -> None:
+        self.ledger = ledger
+        self.durable = durable
+        self.lock = threading.Lock()
+        self.queue: list[_Work] = []
+        self.running = False
+
+    def submit(self, work: Callable[[Connection], T]) -> T:
+        item = _Work(work)
+        with self.lock:
+            self.queue.append(item)
+            lead = not self.running
+            self.running = lead or self.running
+        if lead:
+            self._lead()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _lead(self) -> None:
+        while True:
+            with self.lock:
+                batch, self.queue = self.queue, []
+                if not batch:
+                    self.running = False
+                    return
+            try:
+                with self.ledger.write(durable=self.durable) as conn:
+                    for item in batch:
+                        try:
+                            with conn.begin_nested():
+                                item.result = item.work(conn)
+                        except Exception as exc:  # rolled back to its savepoint; raised in its own thread
+                            item.error = exc
+            except BaseException as exc:  # the commit itself failed: nothing of the batch is written
+                for item in batch:
+                    item.result, item.error = None, item.error or exc
+                if not isinstance(exc, Exception):
+                    for item in batch:
+                        item.done.set()
+                    with self.lock:
+                        self.running = False
+                    raise
+            for item in batch:
+                item.done.set()
+
+
+_GROUPS: dict[tuple[int, str, bool], _GroupCommit] = {}
+
+
+def _group_for(ledger: LedgerBase, durable: bool = True) -> _GroupCommit:
+    key = (os.getpid(), ledger.url.render_as_string(hide_password=False), durable)
+    with _ENGINES_LOCK:
+        group = _GROUPS.get(key)
+        if group is None:
+            group = _GROUPS[key] = _GroupCommit(ledger, durable)
+    return group
 
 
 class LedgerBase:
@@ -225,12 +326,44 @@ class LedgerBase:
     # -- transactions -----------------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: read committed + row locks)."""
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: read committed + row locks).
+
+        :param durable: the commit must survive a power loss before this returns (SQLite: ``synchronous=FULL``,
+            an fsync of the write-ahead log per commit; the default). ``False`` is for writes that are simply
+            redone when lost (an extract, an address check, a write-back mark, a claim): SQLite then commits
+            without an fsync (``synchronous=NORMAL``, still safe against a crash of the process), and the next
+            durable commit makes it durable with everything before it (the log is sequential). PostgreSQL
+            commits are always durable.
+        """
+        relaxed = self.dialect == "sqlite" and not durable
         with self.engine.connect() as conn:
-            conn = conn.execution_options(immediate=True)
-            with conn.begin():
-                yield conn
+            if relaxed:
+                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn = conn.execution_options(immediate=True)
+                with conn.begin():
+                    yield conn
+            finally:
+                if relaxed:  # pooled connections go back durable (SQLite's WAL default here is FULL)
+                    conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+    def write_grouped(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """Run ``work(conn)`` in a durable write transaction, possibly together with the same calls of other
+        threads of this process (group commit): on SQLite, threads that write at the same moment share one
+        transaction and one fsync instead of queueing for the write lock one fsync each. When this returns,
+        ``work``'s changes are committed and durable, exactly as with :meth:`write`.
+
+        Each ``work`` runs in its own savepoint: one that raises is rolled back alone and its exception is raised
+        in its own thread; the others commit. ``work`` must touch only its own rows (it runs in one transaction
+        with others' work). PostgreSQL (row locks, no single writer): every call is its own transaction.
+
+        :param durable: as for :meth:`write` (``False``: no fsync; the group still saves lock hand-overs).
+        """
+        if self.dialect != "sqlite":
+            with self.write() as conn:
+                return work(conn)
+        return _group_for(self, durable).submit(work)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -253,6 +386,8 @@ class LedgerBase:
         _SCHEMA_READY.add(key)
 
     def _ensure_schema(self) -> None:
+        from ml_connector.ledger import migrations
+
         current, head = self.current_revision(), migrations.head_revision()
         if current is not None and current != head and not migrations.is_known(current):
             log.warning("%s", _newer_message(self.url, current, head))
@@ -261,6 +396,8 @@ class LedgerBase:
 
     def current_revision(self) -> str | None:
         """The schema revision recorded in the ledger (``None``: no version table yet)."""
+        from ml_connector.ledger import migrations
+
         with self.read() as conn:
             return migrations.current_revision(conn)
 

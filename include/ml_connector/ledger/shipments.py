@@ -127,6 +127,21 @@ class ShipmentsMixin(AuditMixin):
         with self.read() as conn:
             return self._get(conn, shipment_id)
 
+    def get_many(self, shipment_ids: Iterable[int]) -> list[ShipmentRow]:
+        """Rows by id, in the order asked, in one read (a missing id raises ``KeyError``)."""
+        ids = list(shipment_ids)
+        found: dict[int, ShipmentRow] = {}
+        with self.read() as conn:
+            for start in range(0, len(ids), 500):
+                stmt = sa.select(schema.shipments).where(schema.shipments.c.id.in_(ids[start:start + 500]))
+                for mapping in conn.execute(stmt).mappings():
+                    row = ShipmentRow.from_mapping(mapping)
+                    found[row.id] = row
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(f"no ledger row {missing[0]}")
+        return [found[i] for i in ids]
+
     def find(self, pipeline: str, erp_id: str) -> ShipmentRow | None:
         with self.read() as conn:
             row = conn.execute(sa.select(schema.shipments).where(
@@ -158,6 +173,26 @@ class ShipmentsMixin(AuditMixin):
             rows = conn.execute(stmt.order_by(t.c.id)).mappings().all()
         return [ShipmentRow.from_mapping(r) for r in rows]
 
+    def register_orders(self, pipeline: str, items: Iterable[Any], *, actor: str | None = None,
+                        batch: int = 500) -> list[tuple[ShipmentRow, bool]]:
+        """Record a whole extract: :meth:`register_order` for each :class:`~ml_connector.models.Order` and
+        :meth:`register_failure` for each unreadable document (an object with ``erp``, ``erp_id``, ``number``,
+        ``modified_at`` and ``error``), ``batch`` documents per transaction instead of one each. Returns
+        ``(row, created)`` per item, in order (``created`` is false for failures)."""
+        items = list(items)
+        out: list[tuple[ShipmentRow, bool]] = []
+        for start in range(0, len(items), batch):
+            with self.write(durable=False) as conn:  # lost on a power cut: the next run extracts it again
+                for item in items[start:start + batch]:
+                    if isinstance(item, Order):
+                        out.append(self._register_order(conn, pipeline, item, actor=actor))
+                    else:
+                        modified = item.modified_at.isoformat() if item.modified_at else None
+                        out.append((self._register_failure(
+                            conn, pipeline, erp=item.erp, erp_id=item.erp_id, order_number=item.number,
+                            modified_at=modified, error=item.error, actor=actor), False))
+        return out
+
     def register_order(self, pipeline: str, order: Order, *, actor: str | None = None) -> tuple[ShipmentRow, bool]:
         """Record an extracted order; returns ``(row, created)``.
 
@@ -167,38 +202,42 @@ class ShipmentsMixin(AuditMixin):
         document changed since is re-opened so that the fix is picked up. Re-opening keeps
         ``label_requested_at``: a purchase attempted before is looked up before any new one.
         """
+        with self.write() as conn:
+            return self._register_order(conn, pipeline, order, actor=actor)
+
+    def _register_order(self, conn: Connection, pipeline: str, order: Order, *,
+                        actor: str | None) -> tuple[ShipmentRow, bool]:
         order_json = order.model_dump(mode="json")
         modified = order.modified_at.isoformat() if order.modified_at else None
-        with self.write() as conn:
-            result = conn.execute(
-                self._insert(schema.shipments).values(
-                    pipeline=pipeline, erp=order.erp, erp_id=order.erp_id, order_number=order.number,
-                    state=ShipmentState.EXTRACTED.value, order_json=order_json, order_modified_at=modified,
-                    last_run_id=actor,
-                ).on_conflict_do_nothing(index_elements=["pipeline", "erp_id"])
-            )
-            created = result.rowcount == 1
-            stmt = sa.select(schema.shipments).where(schema.shipments.c.pipeline == pipeline,
-                                                     schema.shipments.c.erp_id == order.erp_id)
-            row = ShipmentRow.from_mapping(conn.execute(self._lock(stmt)).mappings().one())
-            if created:
-                self._audit(conn, shipment=row, step="extract_orders", outcome="ok", to_state=row.state.value,
-                            message=f"extracted {order.number}", actor=actor)
-                return row, True
-            values: dict[str, Any] = {}
-            if row.state is ShipmentState.QUARANTINED and modified and modified != row.order_modified_at:
-                values = dict(state=ShipmentState.EXTRACTED.value, error=None, error_step=None)
-                self._audit(conn, shipment=row, step="extract_orders", outcome="reopened",
-                            from_state=row.state.value, to_state=ShipmentState.EXTRACTED.value,
-                            message=f"{order.number} changed in the ERP since it was quarantined; trying again",
-                            actor=actor)
-            if not row.is_labelled and row.state not in PURCHASE_OPEN_STATES:
-                values.update(order_json=order_json, order_modified_at=modified, order_number=order.number)
-            if values:
-                values["updated_at"] = sa.func.current_timestamp()
-                conn.execute(schema.shipments.update().where(schema.shipments.c.id == row.id).values(**values))
-                row = self._get(conn, row.id)
-            return row, False
+        result = conn.execute(
+            self._insert(schema.shipments).values(
+                pipeline=pipeline, erp=order.erp, erp_id=order.erp_id, order_number=order.number,
+                state=ShipmentState.EXTRACTED.value, order_json=order_json, order_modified_at=modified,
+                last_run_id=actor,
+            ).on_conflict_do_nothing(index_elements=["pipeline", "erp_id"])
+        )
+        created = result.rowcount == 1
+        stmt = sa.select(schema.shipments).where(schema.shipments.c.pipeline == pipeline,
+                                                 schema.shipments.c.erp_id == order.erp_id)
+        row = ShipmentRow.from_mapping(conn.execute(self._lock(stmt)).mappings().one())
+        if created:
+            self._audit(conn, shipment=row, step="extract_orders", outcome="ok", to_state=row.state.value,
+                        message=f"extracted {order.number}", actor=actor)
+            return row, True
+        values: dict[str, Any] = {}
+        if row.state is ShipmentState.QUARANTINED and modified and modified != row.order_modified_at:
+            values = dict(state=ShipmentState.EXTRACTED.value, error=None, error_step=None)
+            self._audit(conn, shipment=row, step="extract_orders", outcome="reopened",
+                        from_state=row.state.value, to_state=ShipmentState.EXTRACTED.value,
+                        message=f"{order.number} changed in the ERP since it was quarantined; trying again",
+                        actor=actor)
+        if not row.is_labelled and row.state not in PURCHASE_OPEN_STATES:
+            values.update(order_json=order_json, order_modified_at=modified, order_number=order.number)
+        if values:
+            values["updated_at"] = sa.func.current_timestamp()
+            conn.execute(schema.shipments.update().where(schema.shipments.c.id == row.id).values(**values))
+            row = self._get(conn, row.id)
+        return row, False
 
     def register_failure(self, pipeline: str, *, erp: str, erp_id: str, order_number: str,
                          modified_at: str | None, error: BaseException | str, step: str = "extract_orders",
@@ -206,39 +245,45 @@ class ShipmentsMixin(AuditMixin):
         """Record an ERP document that could not even be read into an order: it is kept, quarantined with the
         reason, and re-opened once the document changes in the ERP (nothing is silently dropped). A row that
         is labelled or has a purchase open keeps its state and gets the error recorded."""
-        message = str(error)
         with self.write() as conn:
-            conn.execute(self._insert(schema.shipments).values(
-                pipeline=pipeline, erp=erp, erp_id=erp_id, order_number=order_number,
-                state=ShipmentState.QUARANTINED.value, order_modified_at=modified_at, error=message,
-                error_step=step, last_run_id=actor,
-            ).on_conflict_do_nothing(index_elements=["pipeline", "erp_id"]))
-            stmt = sa.select(schema.shipments).where(schema.shipments.c.pipeline == pipeline,
-                                                     schema.shipments.c.erp_id == erp_id)
-            row = ShipmentRow.from_mapping(conn.execute(self._lock(stmt)).mappings().one())
-            if row.state is ShipmentState.QUARANTINED and row.error == message:
-                if not any(True for _ in conn.execute(sa.select(schema.audit_log.c.id).where(
-                        schema.audit_log.c.shipment_pk == row.id).limit(1))):
-                    self._audit(conn, shipment=row, step=step, outcome="quarantined",
-                                to_state=row.state.value, message=message, actor=actor)
-                return row
-            if row.is_labelled or row.state in PURCHASE_OPEN_STATES:
-                self._update(conn, row.id, error=message, error_step=step)
-                outcome, to_state = "error", row.state.value
-            else:
-                self._update(conn, row.id, state=ShipmentState.QUARANTINED.value, error=message,
-                             error_step=step, order_modified_at=modified_at)
-                outcome, to_state = "quarantined", ShipmentState.QUARANTINED.value
-            self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
-                        to_state=to_state, message=message, actor=actor)
-            return self._get(conn, row.id)
+            return self._register_failure(conn, pipeline, erp=erp, erp_id=erp_id, order_number=order_number,
+                                          modified_at=modified_at, error=error, step=step, actor=actor)
+
+    def _register_failure(self, conn: Connection, pipeline: str, *, erp: str, erp_id: str, order_number: str,
+                          modified_at: str | None, error: BaseException | str, step: str = "extract_orders",
+                          actor: str | None = None) -> ShipmentRow:
+        message = str(error)
+        conn.execute(self._insert(schema.shipments).values(
+            pipeline=pipeline, erp=erp, erp_id=erp_id, order_number=order_number,
+            state=ShipmentState.QUARANTINED.value, order_modified_at=modified_at, error=message,
+            error_step=step, last_run_id=actor,
+        ).on_conflict_do_nothing(index_elements=["pipeline", "erp_id"]))
+        stmt = sa.select(schema.shipments).where(schema.shipments.c.pipeline == pipeline,
+                                                 schema.shipments.c.erp_id == erp_id)
+        row = ShipmentRow.from_mapping(conn.execute(self._lock(stmt)).mappings().one())
+        if row.state is ShipmentState.QUARANTINED and row.error == message:
+            if not any(True for _ in conn.execute(sa.select(schema.audit_log.c.id).where(
+                    schema.audit_log.c.shipment_pk == row.id).limit(1))):
+                self._audit(conn, shipment=row, step=step, outcome="quarantined",
+                            to_state=row.state.value, message=message, actor=actor)
+            return row
+        if row.is_labelled or row.state in PURCHASE_OPEN_STATES:
+            self._update(conn, row.id, error=message, error_step=step)
+            outcome, to_state = "error", row.state.value
+        else:
+            self._update(conn, row.id, state=ShipmentState.QUARANTINED.value, error=message,
+                         error_step=step, order_modified_at=modified_at)
+            outcome, to_state = "quarantined", ShipmentState.QUARANTINED.value
+        self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
+                    to_state=to_state, message=message, actor=actor)
+        return self._get(conn, row.id)
 
     def claim(self, shipment_id: int, owner: str, *, ttl_seconds: float = 900) -> bool:
         """Atomically take the row for ``owner`` (conditional update). Exactly one concurrent claimer wins;
         an expired claim (crashed worker) can be taken over."""
         now = time.time()
         t = schema.shipments
-        with self.write() as conn:
+        with self.write(durable=False) as conn:  # a lost claim is taken again
             result = conn.execute(
                 t.update()
                 .where(t.c.id == shipment_id)
@@ -248,10 +293,14 @@ class ShipmentsMixin(AuditMixin):
         return result.rowcount == 1
 
     def release(self, shipment_id: int, owner: str) -> None:
+        with self.write(durable=False) as conn:  # a lost release expires with the claim
+            self._release_claim(conn, shipment_id, owner)
+
+    @staticmethod
+    def _release_claim(conn: Connection, shipment_id: int, owner: str) -> None:
         t = schema.shipments
-        with self.write() as conn:
-            conn.execute(t.update().where(t.c.id == shipment_id, t.c.claimed_by == owner)
-                         .values(claimed_by=None, claim_expires_at=None))
+        conn.execute(t.update().where(t.c.id == shipment_id, t.c.claimed_by == owner)
+                     .values(claimed_by=None, claim_expires_at=None))
 
     @contextmanager
     def claimed(self, shipment_id: int, owner: str, *, ttl_seconds: float = 900) -> Iterator[bool]:
@@ -263,9 +312,45 @@ class ShipmentsMixin(AuditMixin):
             if won:
                 self.release(shipment_id, owner)
 
+    def claim_to_buy(self, shipment_id: int, owner: str, *, ttl_seconds: float, order_json: Mapping[str, Any],
+                     step: str, message: str, actor: str | None = None,
+                     **fields: Any) -> tuple[bool, ShipmentRow | None, bool]:
+        """Claim the row and, when it is plainly ready for a first purchase, move it to ``label_requested`` in the
+        same transaction (one commit instead of two; ``label_requested`` is still committed before the carrier
+        is called). Returns ``(won, row, requested)``.
+
+        ``requested`` is true only for a row in ``address_ok`` whose purchase was never attempted and whose
+        stored order is ``order_json`` (the copy the caller planned the label from). Otherwise the claim alone
+        is taken (``won``) and the caller goes the long way with the row as it is now.
+        """
+        now = time.time()
+        t = schema.shipments
+
+        def work(conn: Connection) -> tuple[bool, ShipmentRow | None, bool]:
+            result = conn.execute(
+                t.update()
+                .where(t.c.id == shipment_id)
+                .where(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == owner, t.c.claim_expires_at < now))
+                .values(claimed_by=owner, claim_expires_at=now + ttl_seconds, attempts=t.c.attempts + 1)
+            )
+            if result.rowcount != 1:
+                return False, None, False
+            row = self._get(conn, shipment_id)
+            if (row.state is not ShipmentState.ADDRESS_OK or row.label_requested_at is not None
+                    or row.order_json != order_json):
+                return True, row, False
+            self._update(conn, row.id, state=ShipmentState.LABEL_REQUESTED.value,
+                         label_requested_at=sa.func.current_timestamp(), **fields)
+            self._audit(conn, shipment=row, step=step, outcome="ok", from_state=row.state.value,
+                        to_state=ShipmentState.LABEL_REQUESTED.value, message=message, actor=actor)
+            return True, self._get(conn, row.id), True
+
+        # durable, and grouped with the same writes of the lane's other threads (one fsync for several)
+        return self.write_grouped(work)
+
     def transition(self, shipment_id: int, to_state: ShipmentState, *, step: str, message: str | None = None,
                    detail: Mapping[str, Any] | None = None, actor: str | None = None,
-                   expect: Iterable[ShipmentState] | None = None, outcome: str = "ok",
+                   expect: Iterable[ShipmentState] | None = None, outcome: str = "ok", durable: bool = True,
                    **fields: Any) -> ShipmentRow:
         """Move a row to ``to_state`` (compare-and-set) and append the audit row in the same transaction.
 
@@ -273,9 +358,13 @@ class ShipmentsMixin(AuditMixin):
 
         :param expect: states the row must be in; defaults to every state that may move to ``to_state``.
         :param outcome: the audit row's outcome (``ok``; a person's decision names itself: ``rebuy``...).
+        :param durable: see :meth:`~ml_connector.ledger.engine.LedgerBase.write`; a move to ``label_requested``
+            is always durable (it must be on disk before the carrier is called).
         :param fields: other columns to set (``service_code``, ``error``...).
         """
-        with self.write() as conn:
+        durable = durable or to_state is ShipmentState.LABEL_REQUESTED
+
+        def work(conn: Connection) -> ShipmentRow:
             row = self._get(conn, shipment_id, lock=True)
             allowed = set(expect) if expect is not None else {s for s, nxt in TRANSITIONS.items() if to_state in nxt}
             allowed.add(to_state)  # re-entering the same state is an idempotent no-op move
@@ -289,6 +378,11 @@ class ShipmentsMixin(AuditMixin):
             self._audit(conn, shipment=row, step=step, outcome=outcome, from_state=row.state.value,
                         to_state=to_state.value, message=message, detail=detail, actor=actor)
             return self._get(conn, row.id)
+
+        if durable:
+            with self.write() as conn:
+                return work(conn)
+        return self.write_grouped(work, durable=False)  # a lane's threads share the transaction
 
     def mark_uncertain(self, shipment_id: int, *, step: str, reason: str, now: float, next_lookup_at: float | None,
                        lookup_until: float, actor: str | None = None,
@@ -369,7 +463,7 @@ class ShipmentsMixin(AuditMixin):
                      actor: str | None = None, adopted: bool = False, step: str = "create_shipment",
                      outcome: str | None = None, message: str | None = None,
                      detail: Mapping[str, Any] | None = None, next_lookup_at: float | None = None,
-                     lookup_until: float | None = None) -> ShipmentRow:
+                     lookup_until: float | None = None, release_claim: str | None = None) -> ShipmentRow:
         """Persist a bought (or adopted) label: tracking numbers, label paths and state ``labelled`` in one
         transaction, so that no retry can ever buy a second one.
 
@@ -381,10 +475,13 @@ class ShipmentsMixin(AuditMixin):
         :param outcome: the audit row's outcome (default ``ok``, or ``adopted``).
         :param message: the audit row's message (default: what happened and the tracking numbers).
         :param detail: more for the audit row's detail (who decided, why...).
+        :param release_claim: give back this owner's claim in the same transaction (one commit instead of two).
         """
-        with self.write() as conn:
+        def work(conn: Connection) -> ShipmentRow:
             row = self._get(conn, shipment_id, lock=True)
             if row.is_labelled:
+                if release_claim is not None:
+                    self._release_claim(conn, row.id, release_claim)
                 return row
             allowed = ({s for s, nxt in TRANSITIONS.items() if ShipmentState.LABELLED in nxt} if adopted
                        else {ShipmentState.LABEL_REQUESTED})
@@ -401,6 +498,8 @@ class ShipmentsMixin(AuditMixin):
                 label_requested_at=sa.func.coalesce(schema.shipments.c.label_requested_at,
                                                     sa.func.current_timestamp()),
             )
+            if release_claim is not None:
+                self._release_claim(conn, row.id, release_claim)
             for seq, number in enumerate(result.tracking_numbers, start=1):
                 conn.execute(self._insert(schema.packages).values(
                     shipment_pk=row.id, seq=seq, tracking_number=number, label_path=label_paths.get(number),
@@ -422,6 +521,8 @@ class ShipmentsMixin(AuditMixin):
                                 "warnings": list(result.warnings), **(detail or {})},
                         actor=actor)
             return self._get(conn, row.id)
+
+        return self.write_grouped(work)  # durable, grouped with the lane's other threads
 
     def package_labels(self, shipment_id: int) -> list[tuple[str, str | None]]:
         """``(tracking number, label path)`` of each package of a row, in package order."""

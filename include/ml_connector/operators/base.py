@@ -60,17 +60,51 @@ def lane_label(numbers: Sequence[str], *, shown: int = 3) -> str:
     return f"{', '.join(numbers[:shown])} +{len(numbers) - shown} more"
 
 
-def make_lanes(rows: Sequence[ShipmentRow], max_lanes: int) -> list[Lane]:
-    """One order per lane up to ``max_lanes`` orders; beyond that, orders are spread evenly over
-    ``max_lanes`` lanes (consecutive orders share a lane, so lane names stay readable)."""
+@dataclass(frozen=True)
+class InFlightBudget:
+    """How many calls one pipeline run keeps in flight at once per external API (UPS, the ERP...): the
+    ``api_budget`` setting. Tasks that run at the same time split it: a task that is one of ``parts`` running
+    together works with :meth:`share` threads, so that however the steps overlap, no API sees more than
+    ``per_api`` calls of this run at once. ``poll_tracking`` (one task) may take it whole: ``share(1)``.
+    """
+
+    per_api: int
+
+    def share(self, parts: int = 1) -> int:
+        """Threads for one of ``parts`` tasks running at once (at least 1)."""
+        return max(1, self.per_api // max(1, parts))
+
+
+def in_flight_budget(settings: PipelineSettings) -> InFlightBudget:
+    """The pipeline's :class:`InFlightBudget` (``api_budget``, default 16 per API)."""
+    return InFlightBudget(settings.api_budget)
+
+
+def make_lanes(rows: Sequence[ShipmentRow], max_lanes: int, *, one_per_order_up_to: int | None = None,
+               parallel_lanes: int | None = None, budget: InFlightBudget | None = None) -> list[Lane]:
+    """Cut a run's orders into lanes (consecutive orders share a lane, so lane names stay readable).
+
+    Adaptive (``one_per_order_up_to`` given): up to that many orders, one order per lane (each its own grid
+    cell); beyond it, ``parallel_lanes`` lanes (at most ``max_lanes``), each working its orders with an equal
+    share of the in-flight ``budget`` (``lane["concurrency"]`` threads). Without it: one order per lane up to
+    ``max_lanes`` orders, beyond that orders spread evenly over ``max_lanes`` lanes."""
     if not rows:
         return []
-    per_lane = max(1, math.ceil(len(rows) / max_lanes))
+    if one_per_order_up_to is None:
+        lanes_wanted = max_lanes
+    elif len(rows) <= one_per_order_up_to:
+        lanes_wanted = min(len(rows), max_lanes)
+    else:
+        lanes_wanted = min(parallel_lanes or max_lanes, max_lanes)
+    per_lane = max(1, math.ceil(len(rows) / lanes_wanted))
+    chunks = [rows[start:start + per_lane] for start in range(0, len(rows), per_lane)]
     lanes = []
-    for start in range(0, len(rows), per_lane):
-        chunk = rows[start:start + per_lane]
-        lanes.append({"label": lane_label([r.order_number for r in chunk]),
-                      "orders": [[r.id, r.order_number] for r in chunk]})
+    for chunk in chunks:
+        lane: Lane = {"label": lane_label([r.order_number for r in chunk]),
+                      "orders": [[r.id, r.order_number] for r in chunk]}
+        if budget is not None:
+            lane["concurrency"] = min(len(chunk), budget.share(len(chunks)))
+        lanes.append(lane)
     return lanes
 
 
@@ -174,7 +208,7 @@ class LaneOperator(PipelineOperator):
         context["lane_label"] = self.lane["label"]  # rendered into map_index_template
         try:
             self.before_lane(context)
-            rows = [self.ledger.get(ledger_id) for ledger_id, _number in self.lane["orders"]]
+            rows = self.ledger.get_many([ledger_id for ledger_id, _number in self.lane["orders"]])
             report = self._run(rows, context)
         finally:
             self.close_sources()
@@ -202,7 +236,8 @@ class LaneOperator(PipelineOperator):
                 self.ledger.record_error(row.id, step=self.step, error=exc, actor=actor)
                 return "retry", (row.order_number, exc)
 
-        workers = min(self.settings.lane_concurrency, max(1, len(rows)))
+        # the lane's share of the run's in-flight budget (lanes made before it existed: lane_concurrency)
+        workers = min(self.lane.get("concurrency") or self.settings.lane_concurrency, max(1, len(rows)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.step) as pool:
             for kind, payload in pool.map(work, rows):
                 getattr(report, kind).append(payload)

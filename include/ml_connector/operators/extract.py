@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from ml_connector.erp.protocol import ExtractFailure
 from ml_connector.ledger import ShipmentState
-from ml_connector.operators.base import Lane, PipelineOperator, make_lanes
+from ml_connector.operators.base import Lane, PipelineOperator, in_flight_budget, make_lanes
 
 #: Documents in these states need nothing more from a lane (tracking is poll_tracking's job).
 _NOTHING_LEFT = frozenset({ShipmentState.WRITTEN_BACK, ShipmentState.IN_TRANSIT, ShipmentState.DELIVERED,
@@ -52,21 +51,20 @@ class ExtractOrdersOperator(PipelineOperator):
                       end.isoformat())
         seen, counts = {}, {"orders": 0, "new": 0, "unreadable": 0, "already_done": 0}
         pushes = self.ledger.inbox_pending(source.push_source) if source.push_source else []
-        items = source.extract(start, end)
+        items = list(source.extract(start, end))
         if pushes:  # documents named by push notifications are read now, whatever their modification time
             self.log.info("%d push notification(s) waiting: reading the documents they name", len(pushes))
-            items = itertools.chain(items, source.pushed([json.loads(p["payload"]) for p in pushes]))
+            items += list(source.pushed([json.loads(p["payload"]) for p in pushes]))
         for item in items:
+            if isinstance(item, ExtractFailure):
+                self.log.error("order %s cannot be shipped: %s", item.number, item.error)
+        # the whole extract in a few write transactions (batches), not one per order
+        for item, (row, created) in zip(items, self.ledger.register_orders(self.pipeline_id, items, actor=actor),
+                                        strict=True):
             counts["orders"] += 1
             if isinstance(item, ExtractFailure):
                 counts["unreadable"] += 1
-                self.log.error("order %s cannot be shipped: %s", item.number, item.error)
-                row = self.ledger.register_failure(
-                    self.pipeline_id, erp=item.erp, erp_id=item.erp_id, order_number=item.number,
-                    modified_at=item.modified_at.isoformat() if item.modified_at else None, error=item.error,
-                    actor=actor)
             else:
-                row, created = self.ledger.register_order(self.pipeline_id, item, actor=actor)
                 counts["new"] += int(created)
             if row.state in _NOTHING_LEFT:
                 counts["already_done"] += 1
@@ -78,7 +76,8 @@ class ExtractOrdersOperator(PipelineOperator):
         for row in leftovers:
             self.log.info("re-queued %s left in '%s' by an earlier run", row.order_number, row.state.value)
         rows = sorted(seen.values(), key=lambda r: r.order_number) + leftovers
-        lanes = make_lanes(rows, self.settings.max_lanes)
+        lanes = make_lanes(rows, self.settings.max_lanes, one_per_order_up_to=self.settings.lane_per_order_up_to,
+                           parallel_lanes=self.settings.parallel_lanes, budget=in_flight_budget(self.settings))
         counts.update(requeued=len(leftovers), lanes=len(lanes))
         self.log.info("%d order(s) read (%d new, %d unreadable, %d already done), %d re-queued -> %d lane(s)",
                       counts["orders"], counts["new"], counts["unreadable"], counts["already_done"],

@@ -36,7 +36,7 @@ from ml_connector.errors import ConnectorError, PermanentError, RecordError, Ret
 from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
 from ml_connector.ledger.tracking import PackageTracking, Subscription
 from ml_connector.models import TrackingEvent, TrackingResult, TrackingStatus
-from ml_connector.operators.base import PipelineOperator
+from ml_connector.operators.base import PipelineOperator, in_flight_budget
 from ml_connector.secrets import SecretStore
 from ml_connector.settings import PipelineSettings
 
@@ -315,7 +315,7 @@ class PollTrackingOperator(PipelineOperator):
 
         errors: list[str] = []
         polled = 0
-        with ThreadPoolExecutor(max_workers=self.settings.lane_concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=in_flight_budget(self.settings).share(1)) as pool:
             for number, error in pool.map(follow, numbers):
                 if error is not None:
                     if isinstance(error, PermanentError) and not isinstance(error, RecordError):
@@ -354,7 +354,7 @@ class PollTrackingOperator(PipelineOperator):
     # -- the ERP --------------------------------------------------------------------------------------------
     def _write_statuses(self, rows: list[ShipmentRow], tracking: dict[str, PackageTracking],
                         actor: str) -> tuple[int, list[str]]:
-        """Write each changed status to the ERP and the ledger, ``lane_concurrency`` at a time (ERP writes are
+        """Write each changed status to the ERP and the ledger, the run's in-flight budget (``api_budget``) at a time (ERP writes are
         calls too: a thousand deliveries must not wait for each other)."""
         changed: list[tuple[ShipmentRow, TrackingResult, ShipmentState]] = []
         for row in rows:
@@ -389,7 +389,7 @@ class PollTrackingOperator(PipelineOperator):
                 return f"{row.order_number}: {exc}"
             return None
 
-        with ThreadPoolExecutor(max_workers=self.settings.lane_concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=in_flight_budget(self.settings).share(1)) as pool:
             failures = [f for f in pool.map(apply, changed) if f]
         return len(changed) - len(failures), failures
 

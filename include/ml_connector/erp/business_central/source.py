@@ -3,6 +3,7 @@ and the delivery status out through the ml-connector AL extension page."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
@@ -11,9 +12,11 @@ from pydantic import Field
 
 from ml_connector.erp.business_central import mapping as bc
 from ml_connector.erp.protocol import ExtractFailure, OrderSource
-from ml_connector.errors import ConfigurationError, RecordError
+from ml_connector.errors import AuthenticationError, ConfigurationError, ConnectorError, RecordError
 from ml_connector.models import Address, Order, TrackingResult
 from ml_connector.settings import PipelineSettings
+
+log = logging.getLogger(__name__)
 
 
 class BusinessCentralSettings(PipelineSettings):
@@ -47,9 +50,10 @@ class BusinessCentralSource(OrderSource):
         # BC US companies often leave the country blank on domestic addresses: it means the company's own
         default_country = (self.company_information().get("country") or None) if self.settings.ship_from is None \
             else self.settings.ship_from.country
+        page_etags = self._page_etags(start, end)
         for doc in self.hook.iter_released_orders(start, end):
             try:
-                yield bc.order_from_sales_order(
+                order = bc.order_from_sales_order(
                     doc, default_weight_per_unit=self.settings.default_weight_per_unit,
                     item_weights=self.settings.item_weights, weight_unit=self.settings.weight_unit,
                     default_country=default_country)
@@ -57,6 +61,24 @@ class BusinessCentralSource(OrderSource):
                 yield ExtractFailure(
                     erp=self.erp, erp_id=str(doc.get("id")), number=str(doc.get("number") or doc.get("id")),
                     modified_at=bc.parse_datetime(doc.get("lastModifiedDateTime")), error=exc)
+                continue
+            # the write-back page's etag (the one its PATCH needs; the salesOrders etag gives 412 there)
+            yield order.model_copy(update={"etag": page_etags.get(order.erp_id.lower())})
+
+    def _page_etags(self, start: datetime, end: datetime) -> dict[str, str]:
+        """The write-back page's etags of the orders modified in the window (one paged read), so that each
+        write-back PATCHes without a GET first. Best effort: without them a write-back reads the record first."""
+        if not self.settings.writeback:
+            return {}
+        try:
+            return {str(r.get("id", "")).lower(): r["@odata.etag"]
+                    for r in self.hook.iter_shipping_records(start, end) if r.get("@odata.etag")}
+        except (ConfigurationError, AuthenticationError):
+            raise
+        except ConnectorError as exc:
+            log.warning("could not read the write-back page's etags (%s); each write-back reads its record first",
+                        exc)
+            return {}
 
     def company_information(self) -> dict[str, Any]:
         if self._company_information is None:
@@ -75,7 +97,7 @@ class BusinessCentralSource(OrderSource):
         # The Shipping Agent Service code is a BC table key the customer defines; leave it to them.
         patch = bc.tracking_patch(tracking_numbers[0], shipping_agent_code=self.settings.shipping_agent_code,
                                   service_code=None, status="label_created")
-        self.hook.update_shipping_record(order.erp_id, patch)
+        self.hook.update_shipping_record(order.erp_id, patch, etag=order.etag or None)
 
     def write_status(self, order: Order, tracking: TrackingResult) -> None:
         last = tracking.events[0].description if tracking.events else None

@@ -1,0 +1,22 @@
+"""`make bench` keeps working: a tiny run (N=5) of the real thing, scheduler, dag-processor and api-server with
+LocalExecutor, against the bench sandbox. Asserts what the bench reports (success, every order labelled and
+written back once, one token request per API), never how long it took."""
+
+from __future__ import annotations
+
+import pytest
+from bench.__main__ import summary_line
+from bench.dag_run import Bench
+
+
+@pytest.mark.xdist_group("bench")
+def test_bench_runs_five_orders_under_the_scheduler():
+    lines = []
+    result = Bench(5, latency_ms=10, timeout=600, log=lines.append).run()
+    assert result.state == "success", lines
+    assert result.duplicates == 0 and result.lost == 0
+    assert result.tokens == {"ups": 1, "entra": 1}
+    assert result.task_instances == 5 * 3 + 3  # one lane per order: extract, 3 steps x 5, poll, report
+    assert result.calls and result.ledger_transactions > 0
+    assert summary_line(result).startswith("N=5 seconds=")
+    assert "duplicates=0 lost=0" in summary_line(result)
