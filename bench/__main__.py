@@ -3,6 +3,8 @@
     python -m bench                       # N = 100, 1000, 5000 at 150 ms per API call
     python -m bench --sizes 100,1000 --latency-ms 150 --json bench/results/run.json
     python -m bench --micro               # the ledger / token cache / raw label micro-benchmarks
+    python -m bench --tracking            # poll_tracking over 1,000 and 10,000 open shipments (bench/tracking_poll.py)
+    python -m bench --exact-rate          # 150 Exact Online calls against its 60/min limit (bench/exact_online_rate.py)
 
 Prints a table per N, writes everything as JSON (default ``bench/results/<UTC time>.json``, git-ignored) and
 ends with one line per N that a script can read:
@@ -59,12 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SETTING=YAML",
                         help="override a pipeline setting for the bench, e.g. --set max_lanes=8")
     parser.add_argument("--micro", action="store_true", help="run the micro-benchmarks instead")
+    parser.add_argument("--tracking", action="store_true", help="run the poll_tracking benchmark instead")
+    parser.add_argument("--exact-rate", action="store_true", help="run the Exact Online rate benchmark instead")
     args = parser.parse_args(argv)
     if args.micro:
         from bench import micro
 
         micro.main()
         return 0
+    if args.tracking:
+        from bench.tracking_poll import bench_tracking_poll
+
+        bench_tracking_poll()
+        return 0
+    if args.exact_rate:
+        from bench import exact_online_rate
+
+        return exact_online_rate.main([])
     import yaml
 
     overrides = {}
