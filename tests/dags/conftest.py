@@ -40,14 +40,33 @@ def pipeline_env(sandbox, airflow_db, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(
         {"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}))
     monkeypatch.setenv("AIRFLOW_HOME_LABELS", str(tmp_path / "labels"))
+    path = write_pipeline_settings(tmp_path, monkeypatch, PIPELINE)
+    return {"sandbox": sandbox, "bc": bc, "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "settings_path": path, "tmp": tmp_path}
+
+
+def write_pipeline_settings(tmp_path: Path, monkeypatch, pipeline: str, **overrides) -> Path:
+    """The shipped pipelines file with short retries (dag.test() waits out real retry delays), labels under
+    ``tmp_path`` and ``overrides`` for ``pipeline``, used through ``ML_CONNECTOR_PIPELINES``."""
     settings = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
-    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1,
-                              label_folder=f"file://{tmp_path / 'labels'}")
+    settings[pipeline].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1,
+                              label_folder=f"file://{tmp_path / 'labels'}", **overrides)
     path = tmp_path / "pipelines.yaml"
     path.write_text(yaml.safe_dump(settings))
     monkeypatch.setenv("ML_CONNECTOR_PIPELINES", str(path))
-    return {"sandbox": sandbox, "bc": bc, "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}",
-            "settings_path": path, "tmp": tmp_path}
+    return path
+
+
+def update_pipeline_settings(path: Path, pipeline: str, **values) -> None:
+    """Change settings of ``pipeline`` in a file :func:`write_pipeline_settings` wrote."""
+    settings = yaml.safe_load(path.read_text())
+    settings[pipeline].update(values)
+    path.write_text(yaml.safe_dump(settings))
+
+
+#: the sandboxes' scans move at once: the ERP DAG tests track packages however young, each run (shipped
+#: defaults: 60 and 55 minutes)
+TRACK_AT_ONCE = {"tracking_min_age_minutes": 0, "tracking_poll_interval_minutes": 0}
 
 
 def load_dag(dag_id: str = PIPELINE):

@@ -11,9 +11,16 @@ import json
 from datetime import timedelta
 
 import pytest
-import yaml
-from tests.conftest import ROOT, ups_connection
-from tests.dags.conftest import interval_end, load_dag, run_interval, states
+from tests.conftest import ups_connection
+from tests.dags.conftest import (
+    TRACK_AT_ONCE,
+    interval_end,
+    load_dag,
+    run_interval,
+    states,
+    update_pipeline_settings,
+    write_pipeline_settings,
+)
 from tests.erp.acumatica.fixtures import (  # noqa: F401 - fixtures
     acumatica_connection,
     acumatica_fixture,
@@ -48,14 +55,7 @@ def env(acumatica, airflow_db, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_UPS_DEFAULT", ups_connection(acumatica.url("ups")))
     monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(
         {"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}))
-    settings = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
-    # the sandbox's scans move at once: track packages however young and each run (shipped: 60 and 55 minutes)
-    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1, tracking_min_age_minutes=0,
-                              tracking_poll_interval_minutes=0, write_freight_cost=True,
-                              label_folder=f"file://{tmp_path / 'labels'}")
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    monkeypatch.setenv("ML_CONNECTOR_PIPELINES", str(path))
+    path = write_pipeline_settings(tmp_path, monkeypatch, PIPELINE, **TRACK_AT_ONCE, write_freight_cost=True)
     return {"sandbox": acumatica, "ledger": Ledger(f"sqlite:///{tmp_path / 'ledger.db'}"), "settings_path": path}
 
 
@@ -177,9 +177,7 @@ def test_rate_limits_on_both_sides_are_absorbed(env):
 def test_backfill_of_two_past_days_buys_nothing_new(env):
     sandbox = env["sandbox"]
     path = env["settings_path"]
-    settings = yaml.safe_load(path.read_text())
-    settings[PIPELINE]["schedule"] = "0 0 * * *"
-    path.write_text(yaml.safe_dump(settings))
+    update_pipeline_settings(path, PIPELINE, schedule="0 0 * * *")
     dag = load_dag(PIPELINE)
     today = interval_end(0).replace(hour=0, minute=0)
     day1, day2 = today - timedelta(days=2), today - timedelta(days=1)

@@ -7,9 +7,15 @@ from datetime import timedelta
 
 import pytest
 import requests
-import yaml
-from tests.conftest import ROOT, ups_connection
-from tests.dags.conftest import interval_end, load_dag, run_interval, states
+from tests.conftest import ups_connection
+from tests.dags.conftest import (
+    TRACK_AT_ONCE,
+    interval_end,
+    load_dag,
+    run_interval,
+    states,
+    write_pipeline_settings,
+)
 from tests.erp.exact_online.conftest import exact_connection
 
 from ml_connector.ledger import Ledger, ShipmentState
@@ -38,14 +44,7 @@ def exact_env(exact_sandbox, airflow_db, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_EXACT_ONLINE_DEFAULT", exact_connection(exact_sandbox.url("exact_online")))
     monkeypatch.setenv("AIRFLOW_CONN_ML_CONNECTOR_LEDGER", json.dumps(
         {"conn_type": "sqlite", "host": str(tmp_path / "ledger.db")}))
-    settings = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
-    # the sandbox's scans move at once: track packages however young and each run (shipped: 60 and 55 minutes)
-    settings[PIPELINE].update(retries=1, retry_delay_seconds=1, max_retry_delay_seconds=1, tracking_min_age_minutes=0,
-                              tracking_poll_interval_minutes=0,
-                              label_folder=f"file://{tmp_path / 'labels'}")
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    monkeypatch.setenv("ML_CONNECTOR_PIPELINES", str(path))
+    write_pipeline_settings(tmp_path, monkeypatch, PIPELINE, **TRACK_AT_ONCE)
     return {"sandbox": exact_sandbox, "exact": exact_sandbox.url("exact_online"),
             "ledger_url": f"sqlite:///{tmp_path / 'ledger.db'}"}
 
