@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shlex
 import sys
@@ -156,10 +157,21 @@ def report(pipeline: str, ledger_url: str | None = None) -> str:
     return "\n".join(lines)
 
 
-#: the seeded order that stays where the seed put it (3 days old: only a backfill over that day finds it)
-KEEP_IN_PLACE = ("S-ORD101011",)
-#: Business Central API status of a released order (BC's own "Released" is "Open" in API v2.0)
-RELEASED = "Open"
+def touch_in_turn(touch_url: str, numbers: list[str], interval_end: datetime, *, modified_field: str,
+                  spacing: timedelta = timedelta(seconds=10)) -> list[tuple[str, str]]:
+    """POST ``{"number", "modified_at"}`` to an ERP sandbox's touch endpoint for each of ``numbers``: the
+    first lands one minute before ``interval_end``, the others ``spacing`` apart, so they all fall well inside
+    a 15-minute interval. Returns ``(number, the modification time the sandbox now shows)``."""
+    import requests
+
+    placed = []
+    for i, number in enumerate(numbers):
+        when = interval_end - timedelta(minutes=1) - spacing * i
+        touch = requests.post(touch_url, json={"number": number, "modified_at": when.isoformat()}, timeout=10)
+        if touch.status_code != 200:
+            raise SystemExit(f"sandbox refused to touch {number}: {touch.status_code} {touch.text}")
+        placed.append((number, touch.json()[modified_field]))
+    return placed
 
 
 def _parse_instant(value: str) -> datetime:
@@ -180,30 +192,6 @@ def data_interval(pipeline: str, at: str) -> tuple[datetime, datetime]:
     timetable = coerce_to_core_timetable(erp_ups_dag(pipeline).timetable)
     interval = timetable.infer_manual_data_interval(run_after=pendulum.instance(_parse_instant(at)))
     return interval.start, interval.end
-
-
-def place_sandbox_orders(bc_url: str, interval_end: datetime, *, keep: tuple[str, ...] = KEEP_IN_PLACE,
-                         spacing: timedelta = timedelta(seconds=10)) -> list[tuple[str, str]]:
-    """Touch the sandbox's released orders (except ``keep``) to just before ``interval_end``.
-
-    The newest seeded order lands one minute before the end, the others ``spacing`` apart in seed order, so
-    they all fall well inside a 15-minute interval. Uses only the sandbox's control endpoints.
-    """
-    import requests
-
-    bc_url = bc_url.rstrip("/")
-    response = requests.get(f"{bc_url}/_sandbox/business_central/orders", timeout=10)
-    response.raise_for_status()
-    numbers = sorted(o["number"] for o in response.json() if o.get("status") == RELEASED and o["number"] not in keep)
-    placed = []
-    for i, number in enumerate(numbers):
-        when = interval_end - timedelta(minutes=1) - spacing * i
-        touch = requests.post(f"{bc_url}/_sandbox/business_central/touch",
-                              json={"number": number, "modified_at": when.isoformat()}, timeout=10)
-        if touch.status_code != 200:
-            raise SystemExit(f"sandbox refused to touch {number}: {touch.status_code} {touch.text}")
-        placed.append((number, touch.json()["lastModifiedDateTime"]))
-    return placed
 
 
 def demo_pipelines() -> list[str]:
@@ -251,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector_sandbox`")
     place.add_argument("--into-interval-ending", required=True, metavar="ISO")
     place.add_argument("--keep", nargs="*", default=None,
-                       help=f"orders left where the seed put them (default: the ERP sandbox's own; Business "
-                            f"Central {' '.join(KEEP_IN_PLACE)})")
+                       help="orders left where the seed put them (default: the ERP sandbox's own KEEP_IN_PLACE)")
     place.add_argument("--pipeline", default="business_central_ups",
                        help="whose ERP sandbox to place documents in (default business_central_ups)")
     sub.add_parser("pipelines", help="print the pipelines of the settings file whose ERP has a sandbox")
@@ -278,15 +265,10 @@ def main(argv: list[str] | None = None) -> int:
 
         end = _parse_instant(args.into_interval_ending)
         erp = load_settings(args.pipeline).erp
-        if erp == "business_central":
-            keep = tuple(args.keep if args.keep is not None else KEEP_IN_PLACE)
-            placed = place_sandbox_orders(urls[erp], end, keep=keep)
-        else:  # by convention: ml_connector_sandbox.<erp>.devtools.place_released(url, end, keep=...)
-            import importlib
-
-            vendor = importlib.import_module(f"ml_connector_sandbox.{erp}.devtools")
-            keep = tuple(args.keep if args.keep is not None else vendor.KEEP_IN_PLACE)
-            placed = vendor.place_released(urls[erp], end, keep=keep)
+        # by convention: ml_connector_sandbox.<erp>.devtools.place_released(url, end, keep=...)
+        vendor = importlib.import_module(f"ml_connector_sandbox.{erp}.devtools")
+        keep = tuple(args.keep if args.keep is not None else vendor.KEEP_IN_PLACE)
+        placed = vendor.place_released(urls[erp], end, keep=keep)
         print(f"placed {len(placed)} released sandbox document(s) before {end.isoformat()} "
               f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(keep) or 'none'}")
         return 0
