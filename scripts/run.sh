@@ -61,6 +61,10 @@ done
 echo "Airflow API answers after $((SECONDS - STARTED)) s; waiting for the DAGs to be parsed to unpause them ..."
 # every file in dags/ defines the DAG of its own name (tests/dags/test_integrity.py checks it)
 DAG_IDS=$(cd dags && ls -- *.py | sed 's/\.py$//' | grep -v '^_' || true)
+# an unpaused DAG first runs the last complete interval: move each ERP sandbox's seeded documents into it, so the
+# first runs show labels, write-backs and the broken seed documents quarantined (red lanes) at once
+python -m ml_connector_sandbox.devtools place-for-first-runs --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json" \
+  > "$AIRFLOW_HOME/place.log" 2>&1 || { echo "warning: could not place the sandbox documents (see $AIRFLOW_HOME/place.log)"; }
 UNPAUSED=""
 PAUSED=""
 for dag_id in $DAG_IDS; do
@@ -73,6 +77,7 @@ for dag_id in $DAG_IDS; do
   if [ -n "$ok" ]; then UNPAUSED+="$dag_id "; else PAUSED+="$dag_id "; fi
 done
 [ -z "$PAUSED" ] || echo "warning: could not unpause $PAUSED(see $AIRFLOW_HOME/unpause.log; DAG import errors show in the UI)"
+CONN_IDS=$(python -c "import sys, yaml; print(''.join(c['conn_id'] + ' ' for c in yaml.safe_load(open(sys.argv[1]))['airflow']['connections'] if c['conn_type'] != 'sqlite'))" airflow_settings.yaml)
 PASSWORD=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" \
   "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" 2>/dev/null || echo "(see $AIRFLOW_HOME/standalone.log)")
 cat <<MSG
@@ -81,8 +86,8 @@ cat <<MSG
   login:       admin / $PASSWORD
   DAGs:        ${UNPAUSED:-none}unpaused${PAUSED:+; PAUSED: $PAUSED} (scheduled ones run every 15 minutes against the sandbox)
   sandbox:     $SANDBOX_LINES
-  connections: Admin > Connections: ups_default, business_central_default, syspro_default (their Test button works)
-  ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report business_central_ups --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
+  connections: Admin > Connections: $CONN_IDS(their Test button works)
+  ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report <pipeline, e.g. business_central_ups> --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
   logs:        $AIRFLOW_HOME/standalone.log
   Ctrl-C stops Airflow and the sandbox.
 

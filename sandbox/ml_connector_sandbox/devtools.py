@@ -194,6 +194,21 @@ def data_interval(pipeline: str, at: str) -> tuple[datetime, datetime]:
     return interval.start, interval.end
 
 
+def place_seeded(pipeline: str, urls: dict[str, str], interval_end: datetime, *,
+                 keep: tuple[str, ...] | None = None) -> str:
+    """Move the seeded documents of ``pipeline``'s ERP sandbox (all but ``keep``, default the sandbox's own
+    ``KEEP_IN_PLACE``) to just before ``interval_end``; says what it did. By convention each ERP sandbox has
+    ``ml_connector_sandbox.<erp>.devtools.place_released(url, interval_end, keep=...)``."""
+    from ml_connector.settings import load_settings
+
+    erp = load_settings(pipeline).erp
+    vendor = importlib.import_module(f"ml_connector_sandbox.{erp}.devtools")
+    keep = vendor.KEEP_IN_PLACE if keep is None else keep
+    placed = vendor.place_released(urls[erp], interval_end, keep=keep)
+    return (f"placed {len(placed)} released sandbox document(s) before {interval_end.isoformat()} "
+            f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(keep) or 'none'}")
+
+
 def demo_pipelines() -> list[str]:
     """Pipelines of the settings file (``include/pipelines.yaml``) whose ERP has a sandbox, in file order."""
     from ml_connector.settings import default_settings_file
@@ -234,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     interval = sub.add_parser("data-interval", help="print START END of the interval `airflow dags test` runs")
     interval.add_argument("pipeline")
     interval.add_argument("--at", required=True, help="the logical date given to `airflow dags test` (ISO)")
+    first = sub.add_parser("place-for-first-runs",
+                           help="move each ERP sandbox's seeded documents into the interval its pipeline's first "
+                                "scheduled run covers (make run)")
+    first.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector_sandbox`")
     place = sub.add_parser("place-sandbox-orders",
                            help="move the sandbox's seeded released orders into the interval ending at ISO")
     place.add_argument("--sandbox-ports", required=True, help="port file written by `python -m ml_connector_sandbox`")
@@ -259,18 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pipelines":
         print("\n".join(demo_pipelines()))
         return 0
+    if args.command == "place-for-first-runs":
+        # an unpaused DAG (catchup off) first runs the last complete interval before now
+        from datetime import UTC
+
+        urls = json.loads(Path(args.sandbox_ports).read_text())
+        now = datetime.now(UTC).isoformat()
+        for pipeline in demo_pipelines():
+            _start, end = data_interval(pipeline, now)
+            print(f"{pipeline}: {place_seeded(pipeline, urls, end)}")
+        return 0
     if args.command == "place-sandbox-orders":
         urls = json.loads(Path(args.sandbox_ports).read_text())
-        from ml_connector.settings import load_settings
-
-        end = _parse_instant(args.into_interval_ending)
-        erp = load_settings(args.pipeline).erp
-        # by convention: ml_connector_sandbox.<erp>.devtools.place_released(url, end, keep=...)
-        vendor = importlib.import_module(f"ml_connector_sandbox.{erp}.devtools")
-        keep = tuple(args.keep if args.keep is not None else vendor.KEEP_IN_PLACE)
-        placed = vendor.place_released(urls[erp], end, keep=keep)
-        print(f"placed {len(placed)} released sandbox document(s) before {end.isoformat()} "
-              f"({', '.join(number for number, _ in placed)}); left in place: {', '.join(keep) or 'none'}")
+        print(place_seeded(args.pipeline, urls, _parse_instant(args.into_interval_ending),
+                           keep=tuple(args.keep) if args.keep is not None else None))
         return 0
     urls = json.loads(Path(args.sandbox_ports).read_text()) if args.sandbox_ports else None
     connections = read_connections(args.settings, sandbox_urls=urls)
