@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import itertools
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -92,7 +93,7 @@ class ShipStationState(SandboxState):
         window = float(self.knobs["rate_window_seconds"])
         now = self.now().timestamp()
         start = self.window_start if self.window_start is not None else now
-        reset = max(0, int(round(start + window - now)))
+        reset = max(0, math.ceil(start + window - now))  # whole seconds, never early
         return {"X-Rate-Limit-Limit": str(self.knobs["rate_limit_per_minute"]),
                 "X-Rate-Limit-Remaining": str(max(remaining, 0)), "X-Rate-Limit-Reset": str(reset)}
 

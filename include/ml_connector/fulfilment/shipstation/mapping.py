@@ -107,12 +107,17 @@ def in_window(text: str, start: datetime, end: datetime) -> bool:
 
 # -- rate limits -----------------------------------------------------------------------------------------------
 
+#: ``X-Rate-Limit-Reset`` is in whole seconds: the window may end up to a second later than it says
+RESET_MARGIN = 1.0
+
+
 def rate_limit(headers: Mapping[str, str], now: float) -> tuple[int, float] | None:
     """``(remaining, reset epoch seconds)`` from ``X-Rate-Limit-Remaining`` / ``X-Rate-Limit-Reset`` (seconds
-    until the window resets), or None when absent or unreadable."""
+    until the window resets, plus :data:`RESET_MARGIN`), or None when absent or unreadable."""
     remaining, reset = headers.get("X-Rate-Limit-Remaining"), headers.get("X-Rate-Limit-Reset")
     try:
-        return (int(remaining), now + float(reset)) if remaining is not None and reset is not None else None
+        return ((int(remaining), now + float(reset) + RESET_MARGIN)
+                if remaining is not None and reset is not None else None)
     except ValueError:
         return None
 
