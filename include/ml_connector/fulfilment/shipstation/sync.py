@@ -125,7 +125,7 @@ class ShipStationSync:
                 outcome.problems[label] = message
                 fulfilment.record(self.ledger, self.pipeline_id, "order", label, "error", detail=message)
                 continue
-            if state == "skipped":
+            if state in ("skipped", "unchanged"):  # the ledger keeps what booked it
                 outcome.unchanged.append(label)
                 continue
             (outcome.done if state in ("booked", "draft") else outcome.unchanged).append(label)
