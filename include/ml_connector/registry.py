@@ -62,6 +62,7 @@ ERPS: dict[str, Vendor] = {
             implementation="ml_connector.erp.business_central.source.BusinessCentralSource",
             connection_form="ml_connector.erp.business_central.connection.CONNECTION_FORM",
             settings="ml_connector.erp.business_central.source.BusinessCentralSettings",
+            webhook="ml_connector.erp.business_central.webhook.router",
         ),
         Vendor(
             name="acumatica", kind="erp", display_name="Acumatica",

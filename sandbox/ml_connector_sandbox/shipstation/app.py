@@ -16,7 +16,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ml_connector_sandbox.common import CONTROL_PREFIX, install_sandbox
-from ml_connector_sandbox.credentials import SHIPSTATION_API_KEY, SHIPSTATION_API_SECRET, SHIPSTATION_V2_API_KEY
+from ml_connector_sandbox.credentials import (
+    SHIPSTATION_API_KEY,
+    SHIPSTATION_API_SECRET,
+    SHIPSTATION_V2_API_KEY,
+)
 from ml_connector_sandbox.shipstation.state import ShipStationState, pacific_text, parse_pacific
 
 log = logging.getLogger(__name__)

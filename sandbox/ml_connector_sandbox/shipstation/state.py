@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-import math
 import itertools
-from datetime import UTC, datetime
+import math
+from datetime import datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
