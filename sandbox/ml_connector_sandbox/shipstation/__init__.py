@@ -8,7 +8,11 @@
   offset (``2026-11-01T01:30:00.0000000``), and the date filters compare clock times. ``createorder`` and
   ``PUT /products/{id}`` replace the whole object (fields not sent are cleared); shipped or cancelled orders
   cannot be updated. ``/shipments`` leaves ``shipmentItems`` null unless ``includeShipmentItems=true``.
-* v2 ``POST /v2/labels``: the ``API-Key`` header (:data:`~ml_connector_sandbox.credentials.SHIPSTATION_V2_API_KEY`).
+* v2 ``POST /v2/labels``: the ``API-Key`` header (:data:`~ml_connector_sandbox.credentials.SHIPSTATION_V2_API_KEY`);
+  the inline shipment must name ``service_code``, ``ship_to``, ``ship_from`` and ``packages`` (failures are
+  recorded as validation errors). The vendored spec (``specs/shipstation/``) is not applied strictly: its
+  ``create_label_request_body`` combines ``additionalProperties: false`` with ``allOf`` and read-only required
+  fields, so it refuses every request.
 * Control (``/_sandbox/shipstation/``): ``orders`` (create/replace, answers the ORDER_NOTIFY payload),
   ``orders/{id}/ship`` (SHIP_NOTIFY payload with a ``resource_url``), ``touch``, ``products``. Payloads are
   also POSTed to the subscribed target URLs.
