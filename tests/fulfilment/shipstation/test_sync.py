@@ -132,3 +132,19 @@ def test_a_resource_url_on_another_host_is_not_followed(ss, sync, route, sqlite_
     route.post(f"/ml-connector/webhooks/shipstation/{WEBHOOK_TOKEN}", json=body)
     assert sync.collect(*window()) == []
     assert sqlite_ledger.inbox_pending(webhook.SOURCE) == []  # done, with the reason
+
+
+def test_the_poll_finds_an_order_edited_in_the_repeated_november_hour(ss, sync):
+    placed = ss.control("shipstation", "POST", "shipstation/orders", dict(ORDER))
+    order_id = placed["order"]["orderId"]
+    second_0130 = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)  # 01:30 PST, the second 01:30 of the night
+    ss.control("shipstation", "POST", "shipstation/touch", {"modified_at": second_0130.isoformat(),
+                                                             "orderIds": [order_id]})
+    [stored] = [o for o in ss.control("shipstation", "GET", "shipstation/orders") if o["orderId"] == order_id]
+    assert stored["modifyDate"].startswith("2026-11-01T01:30:00")  # no offset, as ShipStation writes it
+    # a naive conversion of 08:55-09:40 UTC asks for 01:55 PDT .. 01:40 PST = an empty local window; the widened
+    # window finds it:
+    assert sync.collect(datetime(2026, 11, 1, 8, 55, tzinfo=UTC), datetime(2026, 11, 1, 9, 40, tzinfo=UTC)) == [order_id]
+    # a window well before (first 00:xx PDT) or after (02:xx PST) does not
+    assert sync.collect(datetime(2026, 11, 1, 7, 0, tzinfo=UTC), datetime(2026, 11, 1, 7, 45, tzinfo=UTC)) == []
+    assert sync.collect(datetime(2026, 11, 1, 10, 0, tzinfo=UTC), datetime(2026, 11, 1, 11, 0, tzinfo=UTC)) == []
