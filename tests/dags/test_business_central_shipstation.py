@@ -127,3 +127,18 @@ def test_items_out_orders_back_once_and_edits_update_the_document(env):
     assert docs["key-open"]["lines"][0]["quantity"] == 4 and docs["key-open"]["status"] == "Draft"
     assert sandbox.counters("business_central")["invoices_posted"] == 1
     assert sandbox.counters("shipstation")["rate_limited"] == 0
+
+
+def test_a_wrong_shipstation_secret_fails_the_run_and_books_nothing(env, monkeypatch):
+    sandbox = env["sandbox"]
+    conn = json.loads(shipstation_connection(sandbox.url("shipstation")))
+    conn["password"] = "not-the-secret"
+    monkeypatch.setenv("AIRFLOW_CONN_SHIPSTATION_DEFAULT", json.dumps(conn))
+    end = interval_end(3)
+    dr = run_interval(load_dag(PIPELINE), end)
+    result = states(dr)
+    assert result[("collect_orders", "-1")] == "failed"  # push_items had no item to look up: no call
+    assert result[("report", "-1")] == "failed"
+    assert invoices(sandbox) == {}
+    assert fulfilment.rows(env["ledger"], PIPELINE) == []  # a credential error quarantines nothing
+    assert "not-the-secret" not in json.dumps(fulfilment.rows(env["ledger"], PIPELINE))

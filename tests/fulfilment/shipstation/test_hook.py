@@ -78,3 +78,17 @@ def test_v2_label_with_the_api_key(ss, sqlite_ledger):
     with pytest.raises(AuthenticationError):
         hook.create_label({"service_code": "x", "ship_to": {"name": "A"}, "ship_from": {"name": "B"},
                            "packages": [{}]})
+
+
+def test_an_older_answer_never_raises_the_count_of_its_window(sqlite_ledger):
+    from ml_connector.ledger import rate_budget
+
+    # answers of one window announce resets up to a second apart (whole seconds from now)
+    rate_budget.observe(sqlite_ledger, "ss", minute=(2, 1060.4), same_window=2.0, now=1000.0)
+    rate_budget.observe(sqlite_ledger, "ss", minute=(10, 1059.6), same_window=2.0, now=1000.5)  # late, older call
+    assert rate_budget.take_call(sqlite_ledger, "ss", now=1001.0, per_minute=40, reserve=0).wait == 0
+    assert rate_budget.take_call(sqlite_ledger, "ss", now=1001.0, per_minute=40, reserve=0).wait == 0
+    assert rate_budget.take_call(sqlite_ledger, "ss", now=1001.0, per_minute=40, reserve=0).wait > 0
+    # once the window has reset, a new window's count is taken as announced
+    rate_budget.observe(sqlite_ledger, "ss", minute=(39, 1121.0), same_window=2.0, now=1061.0)
+    assert rate_budget.take_call(sqlite_ledger, "ss", now=1062.0, per_minute=40, reserve=0).wait == 0

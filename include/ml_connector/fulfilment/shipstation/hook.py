@@ -47,6 +47,8 @@ DEFAULT_V2_URL = "https://api.shipstation.com"
 #: [3P] 40 requests a minute per API key and secret: extra ``calls_per_minute``
 CALLS_PER_MINUTE = 40
 PAGE_SIZE = 500
+#: two announced resets closer than this are one window (``X-Rate-Limit-Reset`` counts whole seconds)
+SAME_WINDOW = 2.0
 
 
 def error_message(body: Any) -> str | None:
@@ -159,7 +161,9 @@ class ShipStationHook(ConnectorHook):
     def _observe(self, response: requests.Response) -> tuple[int, float] | None:
         minute = mapping.rate_limit(response.headers, self.now())
         if minute is not None:
-            rate_budget.observe(self.ledger, self.budget_name, minute=minute)
+            # the reset is whole seconds from now: answers of one window differ by up to ~1 s
+            rate_budget.observe(self.ledger, self.budget_name, minute=minute, same_window=SAME_WINDOW,
+                                now=self.now())
         return minute
 
     def call(self, method: str, path_or_url: str, *, params: dict[str, Any] | None = None, json: Any = None,

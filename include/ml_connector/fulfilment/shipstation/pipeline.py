@@ -234,8 +234,11 @@ class FulfilmentReportOperator(FulfilmentOperator):
         errors = counts.get("order:error", 0)
         if errors and self.settings.fail_run_on_record_error:
             raise AirflowFailException(f"{errors} ShipStation order(s) could not be booked: see the log above")
-        upstream = [ti for ti in context["dag_run"].get_task_instances() if ti.task_id != self.task_id]
-        failed = [ti.task_id for ti in upstream if ti.state in ("failed", "upstream_failed")]
+        ti = context["ti"]
+        run_id = context["run_id"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+        failed = sorted(task for task, state in states.items()
+                        if task != self.task_id and state in ("failed", "upstream_failed"))
         if failed:
             raise AirflowFailException(f"task(s) {', '.join(failed)} failed")
         return counts
