@@ -14,6 +14,8 @@ from ml_connector.carriers.ups.codes import SERVICE_CODES
 
 PACKAGE = Path(__file__).resolve().parents[1] / "include" / "ml_connector"
 REPO = PACKAGE.parents[1]
+#: where each kind of vendor lives
+HOMES = {"erp": "erp", "carrier": "carriers", "fulfilment": "fulfilment"}
 
 
 def modules(under: Path = PACKAGE) -> list[Path]:
@@ -76,7 +78,7 @@ def test_the_registry_is_the_only_list_of_vendors():
     """Vendor names appear as code (not docs) only in the registry and in the vendor's own package."""
     found = []
     for vendor in registry.vendors():
-        home = f"{'erp' if vendor.kind == 'erp' else 'carriers'}/{vendor.name}/"
+        home = f"{HOMES[vendor.kind]}/{vendor.name}/"
         for path in outside(home, "registry.py"):
             for line, value in code_strings(path):
                 if value in (vendor.name, vendor.conn_type, vendor.default_conn_id):
@@ -109,7 +111,7 @@ def test_production_code_never_imports_the_sandbox():
 
 
 def test_the_service_and_the_ledger_know_no_airflow_and_no_vendor():
-    vendor_packages = tuple(f"ml_connector.{'erp' if v.kind == 'erp' else 'carriers'}.{v.name}"
+    vendor_packages = tuple(f"ml_connector.{HOMES[v.kind]}.{v.name}"
                             for v in registry.vendors())
     for path in [PACKAGE / "service.py", *modules(PACKAGE / "ledger")]:
         assert not [i for i in imports(path) if i.startswith(vendor_packages)], relative(path)

@@ -27,6 +27,7 @@ OUR_HOOKS = {
     "acumatica": "ml_connector.erp.acumatica.hook.AcumaticaHook",
     "exact_online": "ml_connector.erp.exact_online.hook.ExactOnlineHook",
     "syspro": "ml_connector.erp.syspro.hook.SysproHook",
+    "shipstation": "ml_connector.fulfilment.shipstation.hook.ShipStationHook",
 }
 
 
@@ -172,6 +173,7 @@ def test_connection_form_widgets_and_field_behaviours(providers_manager):
     assert sorted(n for n, w in widgets.items() if w.package_name == PACKAGE and w.is_sensitive) == [
         "extra__acumatica__client_secret", "extra__acumatica__push_header_value",
         "extra__exact_online__refresh_token", "extra__exact_online__webhook_secret",
+        "extra__shipstation__v2_api_key", "extra__shipstation__webhook_token",
         "extra__syspro__company_password", "extra__syspro__odata_password",
         "extra__ups__track_alert_credential", "extra__ups__track_alert_token_client_secret"]
 

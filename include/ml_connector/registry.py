@@ -22,7 +22,8 @@ class Vendor:
 
     :param name: the registry key, also the package name (``erp/<name>`` or ``carriers/<name>``), the
         ``erp``/``carrier`` value in the pipeline settings and the sandbox module name.
-    :param kind: ``erp`` or ``carrier``.
+    :param kind: ``erp``, ``carrier`` or ``fulfilment`` (a shipping platform that fulfils orders and sends them
+        back: package ``fulfilment/<name>``, its own two-way DAG shape).
     :param display_name: what people read (DAG docs, UI).
     :param conn_type: the Airflow connection type it registers.
     :param default_conn_id: the connection id used when the settings name none.
@@ -37,7 +38,7 @@ class Vendor:
     """
 
     name: str
-    kind: Literal["erp", "carrier"]
+    kind: Literal["erp", "carrier", "fulfilment"]
     display_name: str
     conn_type: str
     default_conn_id: str
@@ -61,6 +62,7 @@ ERPS: dict[str, Vendor] = {
             implementation="ml_connector.erp.business_central.source.BusinessCentralSource",
             connection_form="ml_connector.erp.business_central.connection.CONNECTION_FORM",
             settings="ml_connector.erp.business_central.source.BusinessCentralSettings",
+            webhook="ml_connector.erp.business_central.webhook.router",
         ),
         Vendor(
             name="acumatica", kind="erp", display_name="Acumatica",
@@ -105,9 +107,34 @@ CARRIERS: dict[str, Vendor] = {
 }
 
 
+#: shipping platforms that fulfil ERP orders and send them back (two-way pipelines, ``fulfilment/<name>``)
+FULFILMENT: dict[str, Vendor] = {
+    vendor.name: vendor for vendor in (
+        Vendor(
+            name="shipstation", kind="fulfilment", display_name="ShipStation",
+            conn_type="shipstation", default_conn_id="shipstation_default",
+            hook="ml_connector.fulfilment.shipstation.hook.ShipStationHook",
+            implementation="ml_connector.fulfilment.shipstation.sync.ShipStationSync",
+            connection_form="ml_connector.fulfilment.shipstation.connection.CONNECTION_FORM",
+            settings="ml_connector.fulfilment.shipstation.pipeline.FulfilmentSettings",
+            webhook="ml_connector.fulfilment.shipstation.webhook.router",
+        ),
+    )
+}
+
+
 def vendors() -> list[Vendor]:
-    """Every registered vendor, ERPs first."""
-    return [*ERPS.values(), *CARRIERS.values()]
+    """Every registered vendor, ERPs first, then carriers, then fulfilment platforms."""
+    return [*ERPS.values(), *CARRIERS.values(), *FULFILMENT.values()]
+
+
+def fulfilment(name: str) -> Vendor:
+    """The fulfilment platform called ``name``. :raises ConfigurationError: unknown."""
+    try:
+        return FULFILMENT[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown fulfilment platform {name!r}; known: {', '.join(sorted(FULFILMENT))}"
+                                 ) from None
 
 
 def erp(name: str) -> Vendor:

@@ -40,6 +40,13 @@ EXACT_ONLINE_CLIENT_SECRET = "sandbox-exact-client-secret"
 SYSPRO_OPERATOR = "sandbox-operator"
 SYSPRO_OPERATOR_PASSWORD = "sandbox-operator-password"
 
+#: ShipStation: v1 API Key / API Secret (``shipstation_default`` login / password, sent as HTTP Basic); anything
+#: else is HTTP 401 from every v1 route. v2 (labels) takes the ``API-Key`` header :data:`SHIPSTATION_V2_API_KEY`
+#: (extra ``v2_api_key``). The webhook URL token is a connection extra, not a sandbox credential.
+SHIPSTATION_API_KEY = "sandbox-shipstation-key"
+SHIPSTATION_API_SECRET = "sandbox-shipstation-secret"
+SHIPSTATION_V2_API_KEY = "sandbox-shipstation-v2-key"
+
 #: vendor -> (client id, client secret), for code that handles every vendor alike (devtools, tests).
 SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
     "ups": (UPS_CLIENT_ID, UPS_CLIENT_SECRET),
@@ -47,4 +54,5 @@ SANDBOX_CREDENTIALS: dict[str, tuple[str, str]] = {
     "acumatica": (ACUMATICA_USERNAME, ACUMATICA_PASSWORD),
     "exact_online": (EXACT_ONLINE_CLIENT_ID, EXACT_ONLINE_CLIENT_SECRET),
     "syspro": (SYSPRO_OPERATOR, SYSPRO_OPERATOR_PASSWORD),
+    "shipstation": (SHIPSTATION_API_KEY, SHIPSTATION_API_SECRET),
 }

@@ -217,7 +217,8 @@ def demo_pipelines() -> list[str]:
     document = yaml.safe_load(default_settings_file().read_text()) or {}
     vendors = set(available_vendors())
     return [name for name, block in document.items()
-            if isinstance(block, dict) and block.get("erp") in registry.ERPS and block.get("erp") in vendors]
+            if isinstance(block, dict) and block.get("erp") in registry.ERPS and block.get("erp") in vendors
+            and not block.get("fulfilment")]  # two-way pipelines have their own shape: not in the demo loop
 
 
 #: the first sandbox port of ``make run``; vendors follow in registry order, carriers first (UPS 8101, Business
@@ -230,7 +231,7 @@ def sandbox_ports(environ: dict[str, str] | None = None) -> dict[str, int]:
     import os
 
     environ = dict(os.environ) if environ is None else environ
-    vendors = [*registry.CARRIERS.values(), *registry.ERPS.values()]
+    vendors = [*registry.CARRIERS.values(), *registry.ERPS.values(), *registry.FULFILMENT.values()]
     return {vendor.name: int(environ.get(f"SANDBOX_PORT_{vendor.name.upper()}", FIRST_SANDBOX_PORT + i))
             for i, vendor in enumerate(vendors)}
 

@@ -13,7 +13,7 @@ from ml_connector_sandbox.common import SandboxState
 
 def test_vendor_apps_follow_the_naming_convention():
     names = ml_connector_sandbox.vendor_names()
-    assert names == ["business_central", "acumatica", "exact_online", "syspro", "ups"]
+    assert names == ["business_central", "acumatica", "exact_online", "syspro", "ups", "shipstation"]
     assert ml_connector_sandbox.VENDOR_APPS == {name: f"ml_connector_sandbox.{name}:create_app" for name in names}
     assert ml_connector_sandbox.available_vendors() == names
 
@@ -30,5 +30,5 @@ def test_every_vendor_is_a_subpackage_whose_app_has_the_control_endpoints(vendor
 
 
 def test_unknown_vendor_names_the_registered_ones():
-    with pytest.raises(KeyError, match="registered: acumatica, business_central, exact_online, syspro, ups"):
-        ml_connector_sandbox.load_app_factory("shipstation")
+    with pytest.raises(KeyError, match="registered: acumatica, business_central, exact_online, shipstation, syspro, ups"):
+        ml_connector_sandbox.load_app_factory("fedex")

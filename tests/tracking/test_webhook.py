@@ -52,7 +52,7 @@ def store(ledger: Ledger) -> SecretStore:
 
 def test_the_plugin_mounts_every_registry_webhook_under_its_vendor_name(client):
     expected = sorted(v.name for v in registry.vendors() if v.webhook)
-    assert client.get("/ml-connector/webhooks/health").json() == {"vendors": expected}
+    assert sorted(client.get("/ml-connector/webhooks/health").json()["vendors"]) == expected
     assert "ups" in expected
 
 

@@ -65,9 +65,14 @@ def take_call(ledger: LedgerBase, name: str, *, now: float, per_minute: int, res
 
 
 def observe(ledger: LedgerBase, name: str, *, minute: tuple[int, float] | None = None,
-            day: tuple[int, float] | None = None) -> None:
+            day: tuple[int, float] | None = None, same_window: float = 0.5, now: float | None = None) -> None:
     """Record the vendor's announced ``(remaining, reset epoch seconds)`` per minute and per day. An answer to an
-    older call never raises a count for the same window (the lower count wins)."""
+    older call never raises a count for the same window (the lower count wins).
+
+    :param same_window: resets closer than this many seconds are the same window (0.5 for a reset announced as an
+        epoch time; more when it is announced in whole seconds from now, as ShipStation's is).
+    :param now: when given, a stored window whose reset has passed is never merged with (a new window began).
+    """
     t = schema.rate_budgets
     with ledger.write() as conn:
         row = _row(ledger, conn, name)
@@ -77,7 +82,9 @@ def observe(ledger: LedgerBase, name: str, *, minute: tuple[int, float] | None =
                 continue
             remaining, reset = announced
             stored_remaining, stored_reset = row[f"{prefix}_remaining"], row[f"{prefix}_reset"]
-            if stored_reset is not None and abs(stored_reset - reset) < 0.5 and stored_remaining is not None:
+            current = now is None or (stored_reset is not None and stored_reset > now)
+            if stored_reset is not None and abs(stored_reset - reset) < same_window and stored_remaining is not None \
+                    and current:
                 remaining = min(remaining, stored_remaining)
             values[f"{prefix}_remaining"], values[f"{prefix}_reset"] = remaining, reset
         if values:

@@ -238,3 +238,18 @@ rate_budgets = sa.Table(
     sa.Column("errors_since", sa.Float),
     sa.Column("errors", sa.Integer, nullable=False, server_default="0"),
 )
+
+# revision 0006 (ShipStation): what a two-way fulfilment pipeline did with each record, one row per pipeline,
+# kind (``item``: a product pushed by SKU, ``order``: an order booked into the ERP) and key (SKU / orderKey):
+# missing SKUs and record errors are kept here with their reason, never dropped silently
+fulfilment_records = sa.Table(
+    "ml_fulfilment_records",
+    metadata,
+    sa.Column("pipeline_id", sa.String(250), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("record_key", sa.String(250), primary_key=True),
+    sa.Column("state", sa.String(30), nullable=False),  # pushed | unchanged | missing_sku | draft | booked | error
+    sa.Column("document", sa.String(100)),  # the ERP document number / id it became
+    sa.Column("detail", sa.Text),  # the reason of an error, or the tracking number booked
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -14,7 +14,14 @@ import re
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from ml_connector_sandbox.business_central import companies, control, entra, sales_orders, writeback
+from ml_connector_sandbox.business_central import (
+    companies,
+    control,
+    entra,
+    sales_invoices,
+    sales_orders,
+    writeback,
+)
 from ml_connector_sandbox.business_central.entities import EntityBuilder
 from ml_connector_sandbox.business_central.errors import NO_RESOURCE, not_found, odata_error
 from ml_connector_sandbox.business_central.odata import API_METHODS
@@ -71,7 +78,7 @@ def create_app(state: BusinessCentralState | None = None) -> FastAPI:
     app.include_router(entra.router(state))
     app.include_router(control.router(state, build))
     api = APIRouter(dependencies=[Depends(entra.bearer_dependency(state)), Depends(environment_dependency(state))])
-    for concern in (companies, sales_orders, writeback):
+    for concern in (companies, sales_orders, writeback, sales_invoices):
         api.include_router(concern.router(state, build))
     for prefix in API_PREFIXES:
         app.include_router(api, prefix=prefix)

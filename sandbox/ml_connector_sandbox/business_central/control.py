@@ -56,6 +56,27 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
             doc = build.sales_order(order)
         return JSONResponse({k: doc[k] for k in ("@odata.etag", "id", "number", "status", "lastModifiedDateTime")})
 
+    @api.post("/items/touch")
+    async def touch_items(request: Request) -> JSONResponse:
+        """Set items' lastModifiedDateTime (``{"numbers": [...], "modified_at": iso}``; default all, now)."""
+        body = await request.json()
+        at = datetime.fromisoformat(str(body.get("modified_at") or state.now().isoformat()).replace("Z", "+00:00"))
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        with state.lock:
+            numbers = body.get("numbers") or list(state.items)
+            unknown = [n for n in numbers if n not in state.items]
+            if unknown:
+                return JSONResponse({"error": f"no items {unknown}"}, status_code=404)
+            for number in numbers:
+                state.item_modified[number] = at
+        return JSONResponse({"touched": numbers})
+
+    @api.get("/invoices")
+    def invoices_overview() -> list[dict[str, Any]]:
+        """Every sales invoice with its lines (for assertions; no auth)."""
+        with state.lock:
+            return [dict(i) for i in sorted(state.invoices.values(), key=lambda i: i["number"])]
+
     @api.get("/orders")
     def orders_overview() -> list[dict[str, Any]]:
         """Every order with its API status and write-back fields (for assertions; no auth)."""

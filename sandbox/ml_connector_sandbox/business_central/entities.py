@@ -66,7 +66,8 @@ class EntityBuilder:
             "baseUnitOfMeasureId": _stable_id("uom", "PCS"), "baseUnitOfMeasureCode": "PCS",
             "generalProductPostingGroupId": EMPTY_GUID, "generalProductPostingGroupCode": "RETAIL",
             "inventoryPostingGroupId": EMPTY_GUID, "inventoryPostingGroupCode": "RESALE",
-            "lastModifiedDateTime": iso(self.state.started_at - timedelta(days=60)),
+            "lastModifiedDateTime": iso(self.state.item_modified.get(item["number"])
+                                        or self.state.started_at - timedelta(days=60)),
         }
 
     def _order_date(self, order: StoredOrder) -> str:

@@ -109,6 +109,12 @@ class BusinessCentralState(SandboxState):
         self.items: dict[str, dict[str, Any]] = {i["number"]: i for i in seed["items"]}
         self.customers: dict[str, dict[str, Any]] = {c["number"]: c for c in seed["customers"]}
         self.tokens: dict[str, IssuedToken] = {}
+        # ShipStation pipeline: item modification times (control ``items/touch``), sales invoices and webhook
+        # subscriptions (:mod:`.sales_invoices`)
+        self.item_modified: dict[str, datetime] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.invoice_seq = 1000
+        self.subscriptions: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, StoredOrder] = {}
         for record in seed["sales_orders"]:
             self.orders[record["id"]] = StoredOrder(

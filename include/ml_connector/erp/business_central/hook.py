@@ -19,7 +19,7 @@ ml-connector AL extension page, default ``mlconnector/shipping/v1.0``), ``page_s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml_connector import http
@@ -76,6 +76,16 @@ def _same_value(field: str, current: Any, wanted: Any) -> bool:
     if have is None or want is None:
         return have is want
     return abs(have - want) < DATETIME_TOLERANCE
+
+
+def _odata_string(value: str) -> str:
+    """An OData string literal (quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _odata_instant(value: datetime) -> str:
+    """An unquoted Edm.DateTimeOffset literal in UTC."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class BusinessCentralHook(ConnectorHook):
@@ -291,6 +301,83 @@ class BusinessCentralHook(ConnectorHook):
                 self.log.info("Business Central answered 412 for order %s: re-reading and retrying", order_id)
                 record, etag = self.get_shipping_record(order_id), None
         raise AssertionError("unreachable")
+
+    # -- items, customers, sales documents and webhook subscriptions (the ShipStation pipeline) --------------
+
+    def _all(self, url: str, params: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        next_url: str | None = url
+        while next_url:
+            body, _ = self._call("GET", next_url, params=params)
+            yield from body.get("value", [])
+            next_url, params = body.get("@odata.nextLink"), None
+
+    def iter_items_modified(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Items whose ``lastModifiedDateTime`` is in ``[start, end)``."""
+        yield from self._all(f"{self.company_url}/items", {"$filter": (
+            f"lastModifiedDateTime ge {_odata_instant(start)} and lastModifiedDateTime lt {_odata_instant(end)}")})
+
+    def find_by_number(self, entity_set: str, number: str) -> dict[str, Any] | None:
+        """The ``customers``/``items`` record with this ``number``, or None."""
+        found = list(self._all(f"{self.company_url}/{entity_set}", {"$filter": f"number eq {_odata_string(number)}"}))
+        return found[0] if found else None
+
+    def find_document(self, entity_set: str, external_document_number: str) -> dict[str, Any] | None:
+        """The ``salesInvoices``/``salesOrders`` document carrying this external document number (lines
+        expanded), or None."""
+        lines = entity_set[:-1] + "Lines"
+        found = list(self._all(f"{self.company_url}/{entity_set}", {
+            "$filter": f"externalDocumentNumber eq {_odata_string(external_document_number)}", "$expand": lines}))
+        return found[0] if found else None
+
+    def create_document(self, entity_set: str, header: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """Deep insert of a draft document with its lines (not retried blindly: a lost answer is found again by
+        :meth:`find_document`)."""
+        body, _ = self._call("POST", f"{self.company_url}/{entity_set}",
+                             json={**header, entity_set[:-1] + "Lines": lines}, ok=(200, 201))
+        return body
+
+    def update_document(self, entity_set: str, document: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        """PATCH header fields with ``If-Match`` (the document's etag)."""
+        body, _ = self._call("PATCH", f"{self.company_url}/{entity_set}({document['id']})", json=changes,
+                             headers={"If-Match": document["@odata.etag"]})
+        return body
+
+    def replace_lines(self, entity_set: str, document_id: str, old: list[dict[str, Any]],
+                      new: list[dict[str, Any]]) -> None:
+        """Delete the document's lines and add ``new`` ones."""
+        lines = f"{self.company_url}/{entity_set}({document_id})/{entity_set[:-1]}Lines"
+        for line in old:
+            self._call("DELETE", f"{lines}({line['id']})", ok=(200, 204))
+        for line in new:
+            self._call("POST", lines, json=line, ok=(200, 201))
+
+    def post_invoice(self, invoice_id: str) -> None:
+        """``Microsoft.NAV.post`` (204): the draft becomes a posted sales invoice."""
+        self._call("POST", f"{self.company_url}/salesInvoices({invoice_id})/Microsoft.NAV.post", ok=(200, 204))
+
+    @property
+    def subscriptions_url(self) -> str:
+        """``/api/v2.0/subscriptions``: not under a company (the company is in each ``resource``)."""
+        return f"{self.api_root}/v2.0/subscriptions"
+
+    def list_subscriptions(self) -> list[dict[str, Any]]:
+        body, _ = self._call("GET", self.subscriptions_url)
+        return list(body.get("value", []))
+
+    def create_subscription(self, notification_url: str, entity_set: str, client_state: str = "") -> dict[str, Any]:
+        """Subscribe ``notification_url`` to a company entity set; Business Central first sends the
+        ``validationToken`` handshake to it."""
+        body, _ = self._call("POST", self.subscriptions_url, ok=(200, 201), json={
+            "notificationUrl": notification_url, "clientState": client_state,
+            "resource": f"/api/v2.0/companies({self.company_id})/{entity_set}"})
+        return body
+
+    def renew_subscription(self, subscription: dict[str, Any]) -> dict[str, Any]:
+        """PATCH with ``If-Match``: renews the 3-day expiry (handshake again)."""
+        body, _ = self._call("PATCH", f"{self.subscriptions_url}('{subscription['subscriptionId']}')",
+                             json={"clientState": subscription.get("clientState") or ""},
+                             headers={"If-Match": subscription["@odata.etag"]})
+        return body
 
     # -- Airflow UI ----------------------------------------------------------------------------------------
 
