@@ -5,6 +5,7 @@
     python -m bench --micro               # the ledger / token cache / raw label micro-benchmarks
     python -m bench --tracking            # poll_tracking over 1,000 and 10,000 open shipments (bench/tracking_poll.py)
     python -m bench --exact-rate          # 150 Exact Online calls against its 60/min limit (bench/exact_online_rate.py)
+    python -m bench --shipstation-rate    # 120 ShipStation calls against its 40/min limit (bench/shipstation_rate.py)
 
 Prints a table per N, writes everything as JSON (default ``bench/results/<UTC time>.json``, git-ignored) and
 ends with one line per N that a script can read:
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--micro", action="store_true", help="run the micro-benchmarks instead")
     parser.add_argument("--tracking", action="store_true", help="run the poll_tracking benchmark instead")
     parser.add_argument("--exact-rate", action="store_true", help="run the Exact Online rate benchmark instead")
+    parser.add_argument("--shipstation-rate", action="store_true", help="run the ShipStation rate benchmark instead")
     args = parser.parse_args(argv)
     if args.micro:
         from bench import micro
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import exact_online_rate
 
         return exact_online_rate.main([])
+    if args.shipstation_rate:
+        from bench import shipstation_rate
+
+        return shipstation_rate.main([])
     import yaml
 
     overrides = {}
