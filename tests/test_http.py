@@ -105,8 +105,10 @@ def test_a_retry_after_longer_than_allowed_gives_up_to_airflow(server):
 def test_full_jitter_waits_stay_within_the_exponential_cap(server, monkeypatch):
     url, script = server
     script.steps = [(503, {})] * 3 + [(200, {})]
-    waits = []
-    monkeypatch.setattr("tenacity.nap.time.sleep", lambda s: waits.append(s))
+    waits, me, real_sleep = [], threading.get_ident(), time.sleep
+    # tenacity sleeps with time.sleep, which is process-wide: other threads (in-process sandboxes) keep sleeping
+    monkeypatch.setattr("tenacity.nap.time.sleep",
+                        lambda s: waits.append(s) if threading.get_ident() == me else real_sleep(s))
     http.send(http.new_session(), "GET", f"{url}/x", vendor="t",
               retry=http.RetryPolicy(attempts=4, backoff=1.0, max_backoff=60))
     assert len(waits) == 3
