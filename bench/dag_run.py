@@ -141,6 +141,7 @@ class Result:
     task_instances: int = 0
     task_seconds: float = 0.0
     tasks_by_state: dict[str, int] = field(default_factory=dict)
+    task_pools: dict[str, str] = field(default_factory=dict)  # task id -> the Airflow pool it ran in
     task_durations: dict[str, dict[str, float]] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     ledger_transactions: int = 0  # write transactions (commits); reads are counted apart
@@ -353,6 +354,8 @@ class Bench:
                                   (PIPELINE,)).fetchone()[0]
             rows = conn.execute("SELECT state, duration, task_id FROM task_instance WHERE dag_id = ? AND run_id = ?",
                                 (PIPELINE, run_id)).fetchall()
+            result.task_pools = dict(conn.execute(
+                "SELECT DISTINCT task_id, pool FROM task_instance WHERE dag_id = ? AND run_id = ?", (PIPELINE, run_id)))
         by_task: dict[str, list[float]] = defaultdict(list)
         for _state, duration, task_id in rows:
             by_task[task_id].append(duration or 0.0)
