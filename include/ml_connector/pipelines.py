@@ -15,6 +15,11 @@ leaves a mapped task to be expanded without its input (tests/dags/test_expansion
 deleted under a running scheduler can (Airflow 3.3.2's backfill creation on SQLite does that: README, "Backfill
 a missed day").
 
+Pools: ``validate_address``, ``create_shipment`` and ``poll_tracking`` run in the ``carrier_pool`` setting's
+Airflow pool, ``extract_orders`` and ``writeback`` in the ``erp_pool`` one (one slot each; unset: default_pool),
+so every DAG naming a pool shares its slots. A named pool must exist: the scheduler never runs a task whose
+pool does not (README, "Sizing a bigger deployment").
+
 Building a DAG touches no network and no database (it only validates settings), so DAG parsing stays fast.
 """
 
