@@ -1,6 +1,7 @@
 """One Business Central -> UPS DAG run of N released orders under the real Airflow scheduler, timed.
 
-For each N: a private ``AIRFLOW_HOME`` under a temporary folder, ``airflow db migrate``, the bench sandbox
+For each N: a private ``AIRFLOW_HOME`` under a temporary folder, ``airflow db migrate``, the pools of
+``airflow_settings.yaml`` (as ``make run`` creates them), the bench sandbox
 (:mod:`bench.sandbox`: UPS + Business Central with ``latency_ms`` on every API call and N orders modified in
 the interval the scheduler is about to run), then ``airflow scheduler``, ``airflow dag-processor`` and
 ``airflow api-server`` (LocalExecutor, the shipped settings) on free loopback ports, each in its own process
@@ -140,6 +141,7 @@ class Result:
     task_instances: int = 0
     task_seconds: float = 0.0
     tasks_by_state: dict[str, int] = field(default_factory=dict)
+    task_pools: dict[str, str] = field(default_factory=dict)  # task id -> the Airflow pool it ran in
     task_durations: dict[str, dict[str, float]] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     ledger_transactions: int = 0  # write transactions (commits); reads are counted apart
@@ -288,6 +290,13 @@ class Bench:
         if migrate.returncode:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout.decode()[-3000:]}"
                                f"{migrate.stderr.decode()[-3000:]}")
+        # the pools the pipelines name, as `make run` creates them (a task whose pool does not exist never runs)
+        pools = subprocess.run([sys.executable, "-m", "ml_connector_sandbox.devtools", "import-pools",
+                                str(ROOT / "airflow_settings.yaml")], env=env, cwd=self.home, capture_output=True,
+                               timeout=300)
+        if pools.returncode:
+            raise RuntimeError(f"import-pools failed:\n{pools.stdout.decode()[-3000:]}{pools.stderr.decode()[-3000:]}")
+        self.log("  " + "; ".join(pools.stdout.decode().split("\n")).strip("; "))
         self.start("api-server", [airflow, "api-server", "--port", str(self.api_port), "--host", "127.0.0.1"], env)
         self.start("dag-processor", [airflow, "dag-processor"], env)
         self.start("scheduler", [airflow, "scheduler"], env)
@@ -345,6 +354,8 @@ class Bench:
                                   (PIPELINE,)).fetchone()[0]
             rows = conn.execute("SELECT state, duration, task_id FROM task_instance WHERE dag_id = ? AND run_id = ?",
                                 (PIPELINE, run_id)).fetchall()
+            result.task_pools = dict(conn.execute(
+                "SELECT DISTINCT task_id, pool FROM task_instance WHERE dag_id = ? AND run_id = ?", (PIPELINE, run_id)))
         by_task: dict[str, list[float]] = defaultdict(list)
         for _state, duration, task_id in rows:
             by_task[task_id].append(duration or 0.0)

@@ -19,6 +19,7 @@ echo "sandbox APIs: $(tr -d '\n ' < "$AIRFLOW_HOME/sandbox-ports.json")"
 
 airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/db-migrate.log"; exit 1; }
 pin_airflow_cfg
+# no pools here: `airflow dags test` runs every task whatever its pool (make run creates them for the scheduler)
 eval "$(python -m ml_connector_sandbox.devtools connections-env airflow_settings.yaml \
   --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json")"
 AIRFLOW_CONN_ML_CONNECTOR_LEDGER="$(python -c 'import json, sys; print(json.dumps({"conn_type": "sqlite", "host": sys.argv[1]}))' "$LEDGER")"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the sandbox APIs + Airflow standalone with the ml-connector DAGs, connections from
+# `make run`: the sandbox APIs + Airflow standalone with the ml-connector DAGs, connections and pools from
 # airflow_settings.yaml, every DAG of dags/ unpaused. Ctrl-C (or SIGTERM) stops everything it started.
 # Ports: AIRFLOW_PORT (8080); one sandbox port per vendor of ml_connector.registry from 8101 (UPS 8101,
 # Business Central 8102), each overridable with SANDBOX_PORT_<VENDOR> (e.g. SANDBOX_PORT_UPS=9101).
@@ -46,6 +46,8 @@ airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || { cat "$AIRFLOW_HOME
 pin_airflow_cfg
 python -m ml_connector_sandbox.devtools import-connections airflow_settings.yaml \
   --sandbox-ports "$AIRFLOW_HOME/sandbox-ports.json"
+# the pools the pipelines name (carrier_pool, erp_pool): a task in a pool that does not exist is never scheduled
+python -m ml_connector_sandbox.devtools import-pools airflow_settings.yaml
 
 start_group airflow standalone > "$AIRFLOW_HOME/standalone.log" 2>&1
 AIRFLOW_PID=$GROUP_PID
@@ -87,6 +89,7 @@ cat <<MSG
   DAGs:        ${UNPAUSED:-none}unpaused${PAUSED:+; PAUSED: $PAUSED} (scheduled ones run every 15 minutes against the sandbox)
   sandbox:     $SANDBOX_LINES
   connections: Admin > Connections: $CONN_IDS(their Test button works)
+  pools:       Admin > Pools: one per API (ml_connector_ups, ...), shared by every DAG that names it
   ledger:      .venv/bin/python -m ml_connector_sandbox.devtools report <pipeline, e.g. business_central_ups> --ledger-url sqlite:///$ROOT/.airflow/ml_connector_ledger.db
   logs:        $AIRFLOW_HOME/standalone.log
   Ctrl-C stops Airflow and the sandbox.

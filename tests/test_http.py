@@ -89,8 +89,7 @@ def test_retries_used_up_return_the_last_response(server):
 def test_retry_after_is_honoured(server, monkeypatch):
     url, script = server
     script.steps = [(429, {"Retry-After": "0.2"}), (200, {})]
-    waits = []
-    monkeypatch.setattr("tenacity.nap.time.sleep", lambda s: waits.append(s))
+    waits = record_sleeps(monkeypatch)
     http.send(http.new_session(), "GET", f"{url}/x", vendor="t", retry=FAST)
     assert waits == [pytest.approx(0.2)]
 
@@ -102,13 +101,19 @@ def test_a_retry_after_longer_than_allowed_gives_up_to_airflow(server):
     assert resp.status_code == 429 and len(script.seen) == 1
 
 
+def record_sleeps(monkeypatch) -> list[float]:
+    """The waits tenacity asks for in this thread, not slept. tenacity sleeps with ``time.sleep``, which is
+    process-wide: other threads (in-process sandboxes) go on sleeping for real."""
+    waits, me, real_sleep = [], threading.get_ident(), time.sleep
+    monkeypatch.setattr("tenacity.nap.time.sleep",
+                        lambda s: waits.append(s) if threading.get_ident() == me else real_sleep(s))
+    return waits
+
+
 def test_full_jitter_waits_stay_within_the_exponential_cap(server, monkeypatch):
     url, script = server
     script.steps = [(503, {})] * 3 + [(200, {})]
-    waits, me, real_sleep = [], threading.get_ident(), time.sleep
-    # tenacity sleeps with time.sleep, which is process-wide: other threads (in-process sandboxes) keep sleeping
-    monkeypatch.setattr("tenacity.nap.time.sleep",
-                        lambda s: waits.append(s) if threading.get_ident() == me else real_sleep(s))
+    waits = record_sleeps(monkeypatch)
     http.send(http.new_session(), "GET", f"{url}/x", vendor="t",
               retry=http.RetryPolicy(attempts=4, backoff=1.0, max_backoff=60))
     assert len(waits) == 3

@@ -59,3 +59,14 @@ def test_unknown_setting_and_unknown_pipeline_are_named(tmp_path):
 def test_erp_specific_settings_are_checked_by_the_erps_model(tmp_path):
     with pytest.raises(ConfigurationError, match="setting 'shipping_agent_code'"):
         load_settings("p", write(tmp_path, shipping_agent_code="UNITED-PARCEL"))
+
+
+def test_pools_default_to_none_and_an_empty_name_is_refused(tmp_path):
+    settings = load_settings("p", write(tmp_path))
+    assert settings.carrier_pool is None and settings.erp_pool is None
+    named = load_settings("p", write(tmp_path, carrier_pool="ml_connector_ups", erp_pool="bc_pool"))
+    assert (named.carrier_pool, named.erp_pool) == ("ml_connector_ups", "bc_pool")
+    with pytest.raises(ConfigurationError, match="setting 'erp_pool'"):
+        load_settings("p", write(tmp_path, erp_pool=""))
+    with pytest.raises(ConfigurationError, match="setting 'carrier_pool'"):
+        load_settings("p", write(tmp_path, carrier_pool="x" * 257))  # Airflow's pool name is 256 characters

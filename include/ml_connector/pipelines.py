@@ -15,6 +15,11 @@ leaves a mapped task to be expanded without its input (tests/dags/test_expansion
 deleted under a running scheduler can (Airflow 3.3.2's backfill creation on SQLite does that: README, "Backfill
 a missed day").
 
+Pools: ``validate_address``, ``create_shipment`` and ``poll_tracking`` run in the ``carrier_pool`` setting's
+Airflow pool, ``extract_orders`` and ``writeback`` in the ``erp_pool`` one (one slot each; unset: default_pool),
+so every DAG naming a pool shares its slots. A named pool must exist: the scheduler never runs a task whose
+pool does not (README, "Sizing a bigger deployment").
+
 Building a DAG touches no network and no database (it only validates settings), so DAG parsing stays fast.
 """
 
@@ -89,8 +94,11 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
         tags=sorted({"ml-connector", settings.erp, settings.carrier, *settings.tags}),
     )
     options.update(dag_kwargs)
+    # one Airflow pool per external API (settings `carrier_pool`, `erp_pool`; none: Airflow's default_pool), one
+    # slot per task, so every DAG naming a pool shares its slots (README, "Sizing a bigger deployment")
+    carrier_pool, erp_pool = pool_args(settings.carrier_pool), pool_args(settings.erp_pool)
     with DAG(**options) as dag:
-        extract = ExtractOrdersOperator(task_id="extract_orders", **common)
+        extract = ExtractOrdersOperator(task_id="extract_orders", **erp_pool, **common)
 
         lane_steps: list[str] = []
 
@@ -98,21 +106,27 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
         def process_order(lane):
             # every step takes `lane` (extract_orders' output), so extract_orders is a direct upstream of each:
             # the all_done steps below wait for it, and never expand before its lanes exist
-            validate = ValidateAddressOperator(task_id="validate_address", lane=lane, **common)
+            validate = ValidateAddressOperator(task_id="validate_address", lane=lane, **carrier_pool, **common)
             # all_done: in a batched lane, one order failing validation must not stop the others' labels;
             # each operator only works the orders the ledger says are ready for it.
             create = CreateShipmentOperator(task_id="create_shipment", lane=lane, trigger_rule="all_done",
-                                            **common)
-            writeback = WritebackOperator(task_id="writeback", lane=lane, trigger_rule="all_done", **common)
+                                            **carrier_pool, **common)
+            writeback = WritebackOperator(task_id="writeback", lane=lane, trigger_rule="all_done", **erp_pool,
+                                          **common)
             validate >> create >> writeback
             lane_steps.extend(t.task_id for t in (validate, create, writeback))
 
         lanes = process_order.expand(lane=extract.output)
-        poll = PollTrackingOperator(task_id="poll_tracking", trigger_rule="all_done", **common)
+        poll = PollTrackingOperator(task_id="poll_tracking", trigger_rule="all_done", **carrier_pool, **common)
         report = ReportOperator(task_id="report", extract_task_id=extract.task_id, lane_task_ids=lane_steps,
                                 **common)
         extract >> lanes >> poll >> report
     return dag
+
+
+def pool_args(pool: str | None) -> dict[str, Any]:
+    """Operator arguments that put a task in ``pool`` with one slot (nothing for None: Airflow's default_pool)."""
+    return {"pool": pool, "pool_slots": 1} if pool else {}
 
 
 def erp_ups_dag(dag_id: str, *, settings_file: str | Path | None = None, **overrides: Any) -> DAG:

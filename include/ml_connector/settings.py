@@ -84,6 +84,15 @@ class PipelineSettings(BaseModel):
     api_budget: int = Field(16, ge=1, le=256)
     lane_per_order_up_to: int = Field(16, ge=0, le=1024)
     parallel_lanes: int = Field(4, ge=1, le=1024)
+    # -- Airflow pools per external API (README "Sizing a bigger deployment") ----------------------------------
+    # the pool of the steps that call the carrier (validate_address, create_shipment, poll_tracking) and of those
+    # that call the ERP (extract_orders, writeback), one slot per task: a pool's slots = how many of these tasks
+    # call that API at once across every DAG naming it (several DAGs on one UPS account name one pool). None:
+    # Airflow's default_pool. A named pool must exist (airflow_settings.yaml, `airflow pools set`): the scheduler
+    # never runs a task whose pool does not exist (tests/dags/test_integrity.py checks the shipped files)
+    carrier_pool: str | None = Field(None, min_length=1, max_length=256)
+    erp_pool: str | None = Field(None, min_length=1, max_length=256)
+    # -- end of pool settings -----------------------------------------------------------------------------------
     claim_ttl_seconds: int = Field(900, ge=30)
     # an order whose label purchase got no clear answer (label_uncertain) is looked up by reference for this
     # long, with backoff from lookup_backoff_seconds, then left to a person; keep it well above the minutes

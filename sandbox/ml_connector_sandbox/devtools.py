@@ -6,6 +6,9 @@
 - ``python -m ml_connector_sandbox.devtools import-connections airflow_settings.yaml``: upsert them into the Airflow
   metadata database, so they show (and can be tested) in the UI. ``ups`` and ``business_central`` connections
   get the port of their host URL when they have none (see :data:`PORT_FROM_HOST_TYPES`).
+- ``python -m ml_connector_sandbox.devtools import-pools airflow_settings.yaml``: create or resize the Airflow pools
+  of its ``pools:`` section (one per external API, named by the pipelines' ``carrier_pool`` / ``erp_pool``: the
+  scheduler never runs a task whose pool does not exist).
 - ``python -m ml_connector_sandbox.devtools report PIPELINE``: the demo table (orders seen, labels, written back,
   quarantined with reasons) from the ledger.
 - ``python -m ml_connector_sandbox.devtools data-interval PIPELINE --at ISO``: the data interval ``airflow dags test
@@ -131,6 +134,32 @@ def import_connections(connections: list[dict[str, Any]]) -> None:
             print(f"connection {conn['conn_id']} ({conn['conn_type']}) -> {conn.get('host')}")
 
 
+def read_pools(path: str | Path) -> list[dict[str, Any]]:
+    """Pools of an Astro ``airflow_settings.yaml`` (``pool_name``, ``pool_slot``, ``pool_description``) as
+    ``{"name", "slots", "description"}`` dicts. A pool needs a name and ``pool_slot`` >= 1 (or -1: unlimited);
+    0 slots would leave its tasks waiting forever, so it is refused."""
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    pools = []
+    for entry in (document.get("airflow") or {}).get("pools") or []:
+        name, slots = str(entry.get("pool_name") or "").strip(), entry.get("pool_slot")
+        if not name or not isinstance(slots, int) or isinstance(slots, bool) or not (slots >= 1 or slots == -1):
+            raise ValueError(f"{path}: pool {entry!r} needs a pool_name and a pool_slot >= 1 (-1: unlimited)")
+        pools.append({"name": name, "slots": slots, "description": str(entry.get("pool_description") or "")})
+    return pools
+
+
+def import_pools(pools: list[dict[str, Any]]) -> None:
+    """Create the pools in the Airflow metadata database, or set their slots and description (CLI context)."""
+    from airflow.models import Pool
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for pool in pools:
+            Pool.create_or_update_pool(name=pool["name"], slots=pool["slots"], description=pool["description"],
+                                       include_deferred=False, session=session)
+            print(f"pool {pool['name']}: {pool['slots']} slots")
+
+
 def report(pipeline: str, ledger_url: str | None = None) -> str:
     """The demo table: one line per order plus totals."""
     from ml_connector.ledger import LABELLED_STATES, Ledger, ShipmentState
@@ -243,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = sub.add_parser(name)
         cmd.add_argument("settings", help="an Astro airflow_settings.yaml")
         cmd.add_argument("--sandbox-ports", help="port file written by `python -m ml_connector_sandbox`")
+    pools = sub.add_parser("import-pools", help="create the pools of an airflow_settings.yaml in Airflow")
+    pools.add_argument("settings", help="an Astro airflow_settings.yaml")
     sub.add_parser("sandbox-ports", help="print 'VENDOR PORT DISPLAY-NAME' for every registered vendor")
     rep = sub.add_parser("report")
     rep.add_argument("pipeline")
@@ -268,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         names = {vendor.name: vendor.display_name for vendor in registry.vendors()}
         for vendor, port in sandbox_ports().items():
             print(vendor, port, names[vendor])
+        return 0
+    if args.command == "import-pools":
+        import_pools(read_pools(args.settings))
         return 0
     if args.command == "report":
         print(report(args.pipeline, args.ledger_url))

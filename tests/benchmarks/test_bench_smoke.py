@@ -18,5 +18,10 @@ def test_bench_runs_five_orders_under_the_scheduler():
     assert result.tokens == {"ups": 1, "entra": 1}
     assert result.task_instances == 5 * 3 + 3  # one lane per order: extract, 3 steps x 5, poll, report
     assert result.calls and result.ledger_transactions > 0
+    # the pools of airflow_settings.yaml, created as `make run` does, hold the steps of the API they call
+    assert result.task_pools == {
+        "extract_orders": "ml_connector_business_central", "process_order.validate_address": "ml_connector_ups",
+        "process_order.create_shipment": "ml_connector_ups", "process_order.writeback": "ml_connector_business_central",
+        "poll_tracking": "ml_connector_ups", "report": "default_pool"}
     assert summary_line(result).startswith("N=5 seconds=")
     assert "duplicates=0 lost=0" in summary_line(result)

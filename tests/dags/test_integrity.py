@@ -1,5 +1,6 @@
 """DAG integrity for the whole dags/ folder: every file imports with no error, every DAG has tags, an owner,
-retries and docs, and parsing touches no network and no database."""
+retries and docs, parsing touches no network and no database, and every pool a DAG uses is declared in
+airflow_settings.yaml (Airflow 3.3's scheduler never runs a task whose pool does not exist)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.conftest import ROOT
 
 DAG_FILES = sorted(p.name for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
@@ -31,7 +33,8 @@ print(json.dumps({
     "errors": {k: str(v)[-2000:] for k, v in bag.import_errors.items()},
     "dags": {d.dag_id: {"file": d.fileloc, "tags": sorted(d.tags), "owner": d.default_args.get("owner"),
                         "retries": d.default_args.get("retries"), "doc": bool(d.doc_md),
-                        "policy": d.default_args.get("retry_policy") is not None}
+                        "policy": d.default_args.get("retry_policy") is not None,
+                        "pools": {t.task_id: t.pool for t in d.tasks}}
              for d in bag.dags.values()},
 }))
 """
@@ -65,3 +68,38 @@ def test_every_dag_has_tags_owner_retries_and_docs(parsed, dag_file):
         assert dag["owner"] and dag["owner"] != "airflow", dag_id
         assert dag["retries"] >= 1 and dag["policy"], dag_id
         assert dag["doc"], dag_id
+
+
+def declared_pools() -> dict[str, int]:
+    document = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
+    return {p["pool_name"]: p["pool_slot"] for p in document["airflow"]["pools"]}
+
+
+def test_every_pool_a_dag_uses_is_declared_in_airflow_settings(parsed):
+    """A task whose pool does not exist is never scheduled (the scheduler logs "Tasks using non-existent pool"
+    and the task stays `scheduled`; the 3.3 dag-processor shows no warning), so every pool named in
+    include/pipelines.yaml must be in airflow_settings.yaml, which `make run` and `astro dev start` create."""
+    declared = declared_pools()
+    used = {pool for d in parsed["dags"].values() for pool in d["pools"].values()} - {"default_pool"}
+    assert used, "the shipped pipelines name their pools"
+    assert used <= set(declared), f"pools used but not in airflow_settings.yaml: {sorted(used - set(declared))}"
+    assert all(slots >= 1 for slots in declared.values())
+
+
+def test_every_shipped_pipeline_names_the_pool_of_each_api_it_calls(parsed):
+    """One pool per registry API the shipped pipelines call (ml_connector_<vendor>): they share
+    ml_connector_ups, each ERP has its own; airflow_settings.yaml declares exactly those."""
+    from ml_connector import registry
+
+    pipelines = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
+    for dag_id, block in pipelines.items():
+        if "fulfilment" in block:  # its own DAG shape, paced by the ledger's shared call budget, not by pools
+            continue
+        assert block.get("carrier_pool") == f"ml_connector_{block.get('carrier', 'ups')}", dag_id
+        assert block.get("erp_pool") == f"ml_connector_{block['erp']}", dag_id
+        pools = parsed["dags"][dag_id]["pools"]
+        assert pools["process_order.create_shipment"] == pools["poll_tracking"] == "ml_connector_ups", dag_id
+        assert pools["process_order.writeback"] == pools["extract_orders"] == block["erp_pool"], dag_id
+    apis = {block["erp"] for block in pipelines.values()} | {block.get("carrier", "ups") for block in pipelines.values()}
+    assert apis <= {*registry.ERPS, *registry.CARRIERS}
+    assert {f"ml_connector_{name}" for name in apis} == set(declared_pools())

@@ -48,3 +48,33 @@ def test_a_missing_port_is_taken_from_the_host(tmp_path):
     assert "port" not in connections["other_http"]
     exported = connections_env(list(connections.values()))
     assert json.loads(exported.splitlines()[0].split("=", 1)[1].strip("'"))["port"] == 443
+
+
+def test_the_settings_file_declares_one_pool_per_api():
+    from ml_connector_sandbox.devtools import read_pools
+
+    pools = {p["name"]: p for p in read_pools(SETTINGS)}
+    assert set(pools) == {"ml_connector_ups", "ml_connector_business_central", "ml_connector_acumatica",
+                          "ml_connector_exact_online", "ml_connector_syspro"}
+    assert all(p["slots"] >= 1 and p["description"] for p in pools.values())
+
+
+@pytest.mark.parametrize("entry", ["{pool_slot: 4}", "{pool_name: p, pool_slot: 0}", "{pool_name: p}",
+                                   "{pool_name: p, pool_slot: '4'}", "{pool_name: p, pool_slot: -2}"])
+def test_a_pool_without_a_name_or_usable_slots_is_refused(tmp_path, entry):
+    from ml_connector_sandbox.devtools import read_pools
+
+    settings = tmp_path / "airflow_settings.yaml"
+    settings.write_text(f"airflow:\n  pools:\n    - {entry}\n")
+    with pytest.raises(ValueError, match="needs a pool_name and a pool_slot >= 1"):
+        read_pools(settings)
+
+
+def test_no_pools_section_reads_as_none(tmp_path):
+    from ml_connector_sandbox.devtools import read_pools
+
+    settings = tmp_path / "airflow_settings.yaml"
+    settings.write_text("airflow:\n  connections: []\n  pools: []\n")
+    assert read_pools(settings) == []
+    settings.write_text("airflow:\n  pools:\n    - {pool_name: unlimited, pool_slot: -1}\n")
+    assert read_pools(settings) == [{"name": "unlimited", "slots": -1, "description": ""}]

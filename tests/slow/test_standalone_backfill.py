@@ -63,14 +63,16 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
 
 def make_run_env(home: Path, sandbox_ports: Path, overrides: dict[str, str]) -> dict[str, str]:
     """The environment `make run` gives Airflow: scripts/env.sh sourced, `airflow db migrate`, the pinned
-    airflow.cfg and the connections of airflow_settings.yaml imported for the sandboxes' ports (scripts/run.sh),
+    airflow.cfg, the connections (and pools) of airflow_settings.yaml imported for the sandboxes' ports (scripts/run.sh),
     then ``overrides`` (ports, the pipelines file, the ledger)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST", "ML_CONNECTOR"))}
     base.update(ML_CONNECTOR_AIRFLOW_HOME=str(home), PATH=f"{BIN}:{os.environ['PATH']}",
                 PYTHONPATH=os.pathsep.join([str(ROOT / "include"), str(ROOT / "sandbox")]), **overrides)
     script = (f'. "{ROOT}/scripts/env.sh" && airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 && '
               f'pin_airflow_cfg && python -m ml_connector_sandbox.devtools import-connections '
-              f'"{ROOT}/airflow_settings.yaml" --sandbox-ports "{sandbox_ports}" >/dev/null && env -0')
+              f'"{ROOT}/airflow_settings.yaml" --sandbox-ports "{sandbox_ports}" >/dev/null && '
+              f'python -m ml_connector_sandbox.devtools import-pools "{ROOT}/airflow_settings.yaml" >/dev/null && '
+              f'env -0')
     done = subprocess.run(["bash", "-c", script], env=base, capture_output=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     env = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
