@@ -93,6 +93,7 @@ def v1_router(state: ShipStationState) -> APIRouter:
     def list_orders(request: Request) -> dict[str, Any]:
         q = request.query_params
         with state.lock:
+            state.order_queries.append({k: q[k] for k in ("orderStatus", "modifyDateStart", "importBatch") if k in q})
             wanted = state.batches.get(q.get("importBatch") or "") if q.get("importBatch") else None
             orders = [o for o in state.orders.values()
                       if (wanted is None or o["orderId"] in wanted)
@@ -331,6 +332,12 @@ def control_router(state: ShipStationState) -> APIRouter:
     def products() -> list[dict[str, Any]]:
         with state.lock:
             return [copy.deepcopy(p) for p in state.products.values()]
+
+    @api.get("/order_queries")
+    def order_queries() -> list[dict[str, str]]:
+        """The filters of every v1 ``GET /orders`` since the reset (``orderStatus``, ``modifyDateStart``...)."""
+        with state.lock:
+            return list(state.order_queries)
 
     @api.get("/orders")
     def orders() -> list[dict[str, Any]]:

@@ -78,6 +78,7 @@ class ShipStationState(SandboxState):
         self.webhooks: dict[int, dict[str, Any]] = {}
         self.batches: dict[str, list[int]] = {}  # importBatch / batchId -> order or shipment ids
         self.labels: dict[str, dict[str, Any]] = {}
+        self.order_queries: list[dict[str, str]] = []  # filters of each v1 GET /orders (control ``order_queries``)
 
     def next_id(self) -> int:
         return next(self._ids)

@@ -4,9 +4,10 @@
   by SKU (= item number); a product found is merged and PUT whole (v1 has no partial update and no create); a SKU
   ShipStation does not hold is recorded ``missing_sku`` in the ledger and reported, never dropped.
 * :meth:`ShipStationSync.collect`: the order ids to look at: every pending webhook delivery's ``resource_url``
-  followed (only on the configured host; others are marked done with the reason), plus a poll of the orders
-  modified in the window (every status, so ``shipped`` ones and edits no webhook reported) and of the label
-  shipments created in it.
+  followed (only on the configured host; others are marked done with the reason), plus a poll of the window:
+  ``/shipments`` (label shipments created in it) plus ``/orders?orderStatus=shipped`` (orders marked shipped
+  outside label creation, which ``/shipments`` leaves out) and, when open orders are booked, ``/orders`` of each
+  open status (edits no webhook reported), all on ``modifyDateStart``/``modifyDateEnd``.
 * :meth:`ShipStationSync.book`: each order read again and booked into Business Central, keyed on ``orderKey`` as
   the external document number: looked up first, so three deliveries of one webhook plus the poll make one
   document. Open orders keep a draft up to date (an edit updates the same document); a shipped order's document
@@ -103,9 +104,18 @@ class ShipStationSync:
             ids.update(_order_ids(body.get("orders") or [], "orderId"))
             ids.update(_order_ids(body.get("shipments") or [], "orderId"))
             self.ledger.inbox_done(delivery["id"])
-        ids.update(_order_ids(self.shipstation.iter_orders(start, end), "orderId"))
+        for status in self.poll_statuses:
+            ids.update(_order_ids(self.shipstation.iter_orders(start, end, status=status), "orderId"))
         ids.update(_order_ids(self.shipstation.iter_shipments(start, end), "orderId"))
         return sorted(ids)
+
+    @property
+    def poll_statuses(self) -> tuple[str, ...]:
+        """The ``orderStatus`` values the poll asks ``/orders`` for (v1 takes one per call): ``shipped`` (orders
+        marked shipped outside label creation, which ``/shipments`` leaves out), and the open statuses whose
+        edits keep a draft up to date when ``book_open_orders`` is on. Cancelled and rejected orders are never
+        read. One call (one page) each per run: 2 (``shipped`` + ``/shipments``) or 6 calls a run."""
+        return (mapping.SHIPPED, *(sorted(mapping.OPEN_STATUSES) if self.book_open_orders else ()))
 
     def book(self, order_ids: Iterable[int]) -> Outcome:
         outcome = Outcome()
