@@ -1,6 +1,8 @@
 """Business Central <-> ShipStation, the two-way logic (no Airflow): items out by SKU, orders back as documents.
 
-* :meth:`ShipStationSync.push_items`: Business Central items modified in the window, each looked up in ShipStation
+* :meth:`ShipStationSync.push_items`: Business Central items modified in the window, plus the items Business
+  Central's webhook notifications in the inbox name (whatever their modification time; the rows are marked done
+  after the push; a ``collection`` notification reads the items modified since it), each looked up in ShipStation
   by SKU (= item number); a product found is merged and PUT whole (v1 has no partial update and no create); a SKU
   ShipStation does not hold is recorded ``missing_sku`` in the ledger and reported, never dropped.
 * :meth:`ShipStationSync.collect`: the order ids to look at: every pending webhook delivery's ``resource_url``
@@ -21,7 +23,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ml_connector.errors import ApiError, AuthenticationError, ConfigurationError, RecordError
@@ -68,8 +70,33 @@ class ShipStationSync:
     # -- items out ---------------------------------------------------------------------------------------------
 
     def push_items(self, start: datetime, end: datetime) -> Outcome:
+        """Push the items modified in ``[start, end)`` plus those Business Central's item notifications name
+        (whatever their modification time); the notifications are marked done once their items are pushed."""
         outcome = Outcome()
-        for item in self.erp.iter_items_modified(start, end):
+        items = {str(item.get("id")): item for item in self.erp.iter_items_modified(start, end)}
+        deliveries, notes = self.ledger.inbox_pending(self.erp_source), {}
+        for delivery in deliveries:
+            try:
+                entry = json.loads(delivery["payload"])
+            except ValueError:
+                entry = {}
+            kind, item_id = mapping.notified_item(entry)
+            if kind == "item" and item_id not in items:
+                item = self.erp.get_item(item_id)
+                if item is None:
+                    notes[delivery["id"]] = f"item {item_id} is no longer in Business Central"
+                else:
+                    items[str(item.get("id"))] = item
+            elif kind == "collection":
+                since = _instant(entry.get("lastModifiedDateTime")) or start
+                for item in self.erp.iter_items_modified(min(since, start), max(end, datetime.now(UTC))):
+                    items.setdefault(str(item.get("id")), item)
+            elif kind == "deleted":
+                notes[delivery["id"]] = (f"item {item_id} was deleted in Business Central: ShipStation v1 cannot "
+                                         "delete products (left as it is)")
+            elif kind == "other":
+                notes[delivery["id"]] = f"not an item notification ({entry.get('resource')!r})"
+        for item in items.values():
             sku = str(item.get("number") or "")
             product = mapping.find_sku(self.shipstation.products_by_sku(sku), sku)
             if product is None:
@@ -86,7 +113,14 @@ class ShipStationSync:
             self.shipstation.update_product(merged)
             outcome.done.append(sku)
             fulfilment.record(self.ledger, self.pipeline_id, "item", sku, "pushed", document=str(product["productId"]))
+        for delivery in deliveries:  # only now: a failed push leaves them pending for the next run
+            self.ledger.inbox_done(delivery["id"], error=notes.get(delivery["id"]))
         return outcome
+
+    @property
+    def erp_source(self) -> str:
+        """The webhook inbox source of the ERP's notifications (its vendor name, e.g. ``business_central``)."""
+        return str(getattr(self.erp, "vendor", "business_central"))
 
     # -- orders back -------------------------------------------------------------------------------------------
 
@@ -207,3 +241,11 @@ def _order_ids(records: Iterable[dict[str, Any]], key: str) -> set[int]:
         except (KeyError, TypeError, ValueError):
             continue
     return ids
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
