@@ -114,6 +114,7 @@ class BusinessCentralState(SandboxState):
         # ShipStation pipeline: item modification times (control ``items/touch``), sales invoices and webhook
         # subscriptions (:mod:`.sales_invoices`)
         self.item_modified: dict[str, datetime] = {}
+        self.customer_modified: dict[str, datetime] = {}  # control ``customers/touch``
         self.invoices: dict[str, dict[str, Any]] = {}
         self.invoice_seq = 1000
         self.sales_order_seq = 102000  # numbers of orders created through the API (S-ORD102001...)

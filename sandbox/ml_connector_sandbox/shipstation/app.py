@@ -174,6 +174,22 @@ def v1_router(state: ShipStationState) -> APIRouter:
             state.counters["product_puts"] += 1
             return {"success": True, "message": "The requested product has been updated"}
 
+    @api.get("/customers")
+    def list_customers(request: Request) -> dict[str, Any]:
+        """Read-only, as in v1 (list and get; no create or update): customers come from imported orders."""
+        q = request.query_params
+        with state.lock:
+            customers = [c for c in sorted(state.customers.values(), key=lambda c: c["customerId"])
+                         if (not q.get("stateCode") or c.get("state") == q["stateCode"])
+                         and (not q.get("countryCode") or c.get("countryCode") == q["countryCode"])]
+            return _page(copy.deepcopy(customers), "customers", request)
+
+    @api.get("/customers/{customer_id}")
+    def get_customer(customer_id: int) -> Any:
+        with state.lock:
+            customer = state.customers.get(customer_id)
+            return copy.deepcopy(customer) if customer else _error(404, f"Customer {customer_id} not found")
+
     @api.get("/webhooks")
     def list_webhooks() -> dict[str, Any]:
         with state.lock:

@@ -173,3 +173,21 @@ def test_the_poll_asks_for_shipped_and_open_orders_by_status(ss, sync, sqlite_le
     assert outcome.done == ["k-ext"]
     [invoice] = invoices(ss)
     assert invoice["status"] == "Open" and "Shipped outside ShipStation labels" in invoice["lines"][-1]["description"]
+
+
+def test_bc_customers_shipstation_does_not_know_are_reported_not_written(ss, sync, sqlite_ledger):
+    """ShipStation v1 only reads customers (made from imported orders): the changed Business Central customers it
+    does not know (by username = customer number) are recorded and reported; nothing is written."""
+    start, end = window()
+    ss.control("shipstation", "POST", "shipstation/orders", dict(ORDER))  # buyer 10000 becomes a ShipStation customer
+    assert sync.report_customers(start, end).problems == {}  # no Business Central customer changed: no call
+    requests.post(f"{ss.url('business_central')}/_sandbox/business_central/customers/touch",
+                  json={"numbers": ["10000", "20000"]}, timeout=10).raise_for_status()
+    outcome = sync.report_customers(start, end)
+    assert outcome.unchanged == ["10000"]
+    assert set(outcome.problems) == {"20000"} and "v1 cannot create or update customers" in outcome.problems["20000"]
+    rows = {r["record_key"]: r["state"] for r in fulfilment.rows(sqlite_ledger, PIPELINE, "customer")}
+    assert rows == {"10000": "known", "20000": "unknown_customer"}
+    answer = requests.put(f"{ss.url('shipstation')}/customers/1", json={}, timeout=10,
+                          auth=(sync.shipstation.credentials()))
+    assert answer.status_code == 405  # the sandbox, like v1, has no customer update

@@ -316,6 +316,11 @@ class BusinessCentralHook(ConnectorHook):
         yield from self._all(f"{self.company_url}/items", {"$filter": (
             f"lastModifiedDateTime ge {_odata_instant(start)} and lastModifiedDateTime lt {_odata_instant(end)}")})
 
+    def iter_customers_modified(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Customers whose ``lastModifiedDateTime`` is in ``[start, end)``."""
+        yield from self._all(f"{self.company_url}/customers", {"$filter": (
+            f"lastModifiedDateTime ge {_odata_instant(start)} and lastModifiedDateTime lt {_odata_instant(end)}")})
+
     def get_item(self, item_id: str) -> dict[str, Any] | None:
         """One item by id (SystemId), or None when Business Central no longer has it (404)."""
         try:

@@ -146,6 +146,28 @@ def find_sku(products: list[Mapping[str, Any]], sku: str) -> Mapping[str, Any] |
     return next((p for p in products if str(p.get("sku") or "") == sku), None)
 
 
+# -- customers --------------------------------------------------------------------------------------------------
+
+def customer_index(customers: list[Mapping[str, Any]]) -> set[str]:
+    """What identifies the ShipStation customers: every ``marketplaceUsernames[].username`` and ``email``
+    (lower case)."""
+    known = set()
+    for customer in customers:
+        for name in customer.get("marketplaceUsernames") or []:
+            if name.get("username"):
+                known.add(str(name["username"]).strip().lower())
+        if customer.get("email"):
+            known.add(str(customer["email"]).strip().lower())
+    return known
+
+
+def knows_customer(index: set[str], customer: Mapping[str, Any]) -> bool:
+    """Whether ShipStation knows the Business Central customer: its number is a ShipStation username (the orders
+    carry it as ``customerUsername``) or its e-mail is a ShipStation customer's."""
+    return any(str(customer.get(k) or "").strip().lower() in index for k in ("number", "email")
+               if customer.get(k))
+
+
 # -- Business Central item notifications --------------------------------------------------------------------
 
 _ITEM_RESOURCE = re.compile(r"/items\(([^()/]+)\)$", re.IGNORECASE)

@@ -5,6 +5,9 @@
   after the push; a ``collection`` notification reads the items modified since it), each looked up in ShipStation
   by SKU (= item number); a product found is merged and PUT whole (v1 has no partial update and no create); a SKU
   ShipStation does not hold is recorded ``missing_sku`` in the ledger and reported, never dropped.
+* :meth:`ShipStationSync.report_customers`: ShipStation v1 only reads customers, so Business Central ship-to
+  details cannot be pushed; customers modified in the window that ShipStation does not know are recorded
+  ``unknown_customer`` and reported.
 * :meth:`ShipStationSync.collect`: the order ids to look at: every pending webhook delivery's ``resource_url``
   followed (only on the configured host; others are marked done with the reason), plus a poll of the window:
   ``/shipments`` (label shipments created in it) plus ``/orders?orderStatus=shipped`` (orders marked shipped
@@ -115,6 +118,30 @@ class ShipStationSync:
             fulfilment.record(self.ledger, self.pipeline_id, "item", sku, "pushed", document=str(product["productId"]))
         for delivery in deliveries:  # only now: a failed push leaves them pending for the next run
             self.ledger.inbox_done(delivery["id"], error=notes.get(delivery["id"]))
+        return outcome
+
+    def report_customers(self, start: datetime, end: datetime) -> Outcome:
+        """The Business Central customers modified in ``[start, end)`` that ShipStation does not know (by username
+        = customer number, or e-mail): recorded ``unknown_customer`` in the ledger and reported. Nothing is
+        written: ShipStation v1 can only read customers (it makes them from imported orders, each carrying its own
+        ship-to), so their ship-to details cannot be aligned from Business Central. ShipStation's customer list
+        is read only when a Business Central customer changed (one call per 500 customers)."""
+        outcome = Outcome()
+        changed = list(self.erp.iter_customers_modified(start, end))
+        if not changed:
+            return outcome
+        index = mapping.customer_index(list(self.shipstation.iter_customers()))
+        for customer in changed:
+            number = str(customer.get("number") or "")
+            if mapping.knows_customer(index, customer):
+                outcome.unchanged.append(number)
+                fulfilment.record(self.ledger, self.pipeline_id, "customer", number, "known")
+                continue
+            reason = (f"customer {number} ({customer.get('displayName')}) is not a ShipStation customer: v1 cannot "
+                      "create or update customers; it makes one from the first order naming "
+                      f"{self.customer_field} {number}")
+            outcome.problems[number] = reason
+            fulfilment.record(self.ledger, self.pipeline_id, "customer", number, "unknown_customer", detail=reason)
         return outcome
 
     @property
