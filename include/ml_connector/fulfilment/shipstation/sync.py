@@ -147,7 +147,7 @@ class ShipStationSync:
     @property
     def erp_source(self) -> str:
         """The webhook inbox source of the ERP's notifications (its vendor name, e.g. ``business_central``)."""
-        return str(getattr(self.erp, "vendor", "business_central"))
+        return str(self.erp.vendor)
 
     # -- orders back -------------------------------------------------------------------------------------------
 
