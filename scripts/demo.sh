@@ -47,7 +47,7 @@ else
   if grep -q "DagRun failed" "$AIRFLOW_HOME/dags-test-$PIPELINE.log"; then
     # the seeded broken orders are new quarantines: the report step turns the run red and says why
     echo "run finished: failed (red) -" \
-         "$(grep -o 'this run is red (seen [^)]*)' "$AIRFLOW_HOME/dags-test-$PIPELINE.log" | head -1 || echo 'see the report task in the log')"
+         "$(grep -oE 'this run is red \(seen [^)]*\)|[0-9]+ ShipStation order\(s\) could not be booked' "$AIRFLOW_HOME/dags-test-$PIPELINE.log" | head -1 || echo 'see the report task in the log')"
   else
     echo "airflow dags test exited with $rc; see $AIRFLOW_HOME/dags-test-$PIPELINE.log"
     [ "$rc" = 124 ] && echo "(it hit DEMO_TIMEOUT=${DEMO_TIMEOUT:-900}s: a task was waiting out its retry delay)"

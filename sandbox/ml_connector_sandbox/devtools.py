@@ -10,14 +10,17 @@
   of its ``pools:`` section (one per external API, named by the pipelines' ``carrier_pool`` / ``erp_pool``: the
   scheduler never runs a task whose pool does not exist).
 - ``python -m ml_connector_sandbox.devtools report PIPELINE``: the demo table (orders seen, labels, written back,
-  quarantined with reasons) from the ledger.
+  quarantined with reasons) from the ledger; for a two-way pipeline (ERP <-> ShipStation) items pushed, missing
+  SKUs, customers ShipStation does not know and orders booked, from ``ml_fulfilment_records``.
 - ``python -m ml_connector_sandbox.devtools data-interval PIPELINE --at ISO``: the data interval ``airflow dags test
   PIPELINE ISO`` will run (the last complete interval before ISO, from the pipeline's own timetable), printed
   as ``START END``.
 - ``python -m ml_connector_sandbox.devtools place-sandbox-orders --sandbox-ports FILE --into-interval-ending ISO``:
   move the sandbox's seeded released orders (all but ``--keep``, default S-ORD101011, which stays 3 days old)
   into the few minutes before ISO through the sandbox's ``touch`` control endpoint, so that one ``dags test``
-  of that interval sees them (the seed dates them 5-170 minutes before the sandbox started).
+  of that interval sees them (the seed dates them 5-170 minutes before the sandbox started). For a two-way
+  pipeline the fulfilment sandbox's ``devtools.place_released(url, interval_end, keep=..., erp_url=...)``
+  imports its demo orders into the interval (and touches the ERP's demo items and customers).
 """
 
 from __future__ import annotations
@@ -160,11 +163,46 @@ def import_pools(pools: list[dict[str, Any]]) -> None:
             print(f"pool {pool['name']}: {pool['slots']} slots")
 
 
+def _block(pipeline: str) -> dict[str, Any]:
+    from ml_connector.settings import default_settings_file
+
+    block = (yaml.safe_load(default_settings_file().read_text()) or {}).get(pipeline)
+    return block if isinstance(block, dict) else {}
+
+
+def is_two_way(pipeline: str) -> bool:
+    """Whether ``pipeline`` is an ERP <-> fulfilment pipeline (``fulfilment:`` in its settings block)."""
+    return bool(_block(pipeline).get("fulfilment"))
+
+
+def fulfilment_report(pipeline: str, ledger) -> str:
+    """The demo table of a two-way pipeline: items, customers and orders from ``ml_fulfilment_records``."""
+    from ml_connector.ledger import fulfilment
+
+    rows = fulfilment.rows(ledger, pipeline)
+    lines = [f"{'kind':<9} {'record':<14} {'state':<17} {'document':<14} detail", "-" * 120]
+    indent = " " * 58
+    for row in rows:
+        wrapped = textwrap.wrap(row["detail"] or "", width=63, break_on_hyphens=False) or [""]
+        lines.append(f"{row['kind']:<9} {row['record_key']:<14} {row['state']:<17} {row['document'] or '':<14} "
+                     f"{wrapped[0]}".rstrip())
+        lines += [indent + more for more in wrapped[1:]]
+    counts = Counter((r["kind"], r["state"]) for r in rows)
+    lines += ["-" * 120,
+              f"items pushed: {counts['item', 'pushed']}   SKUs missing in ShipStation: {counts['item', 'missing_sku']}"
+              f"   customers unknown to ShipStation: {counts['customer', 'unknown_customer']}   orders booked: "
+              f"{counts['order', 'booked']}   drafts: {counts['order', 'draft']}   record errors: "
+              f"{counts['order', 'error']}"]
+    return "\n".join(lines)
+
+
 def report(pipeline: str, ledger_url: str | None = None) -> str:
-    """The demo table: one line per order plus totals."""
+    """The demo table: one line per order plus totals (two-way pipelines: :func:`fulfilment_report`)."""
     from ml_connector.ledger import LABELLED_STATES, Ledger, ShipmentState
 
     ledger = Ledger(ledger_url) if ledger_url else Ledger.from_airflow()
+    if is_two_way(pipeline):
+        return fulfilment_report(pipeline, ledger)
     rows = ledger.list(pipeline)
     lines = [f"{'order':<14} {'state':<14} {'tracking':<20} reason", "-" * 120]
     indent = " " * 51
@@ -218,7 +256,13 @@ def data_interval(pipeline: str, at: str) -> tuple[datetime, datetime]:
 
     from ml_connector.pipelines import erp_ups_dag
 
-    timetable = coerce_to_core_timetable(erp_ups_dag(pipeline).timetable)
+    if is_two_way(pipeline):
+        from ml_connector.fulfilment.shipstation.pipeline import fulfilment_dag
+
+        dag = fulfilment_dag(pipeline)
+    else:
+        dag = erp_ups_dag(pipeline)
+    timetable = coerce_to_core_timetable(dag.timetable)
     interval = timetable.infer_manual_data_interval(run_after=pendulum.instance(_parse_instant(at)))
     return interval.start, interval.end
 
@@ -230,6 +274,14 @@ def place_seeded(pipeline: str, urls: dict[str, str], interval_end: datetime, *,
     ``ml_connector_sandbox.<erp>.devtools.place_released(url, interval_end, keep=...)``."""
     from ml_connector.settings import load_settings
 
+    block = _block(pipeline)
+    if block.get("fulfilment"):  # two-way: the fulfilment sandbox's orders (and the ERP's items and customers)
+        erp, fulfilment = block["erp"], block["fulfilment"]
+        vendor = importlib.import_module(f"ml_connector_sandbox.{fulfilment}.devtools")
+        keep = vendor.KEEP_IN_PLACE if keep is None else keep
+        placed = vendor.place_released(urls[fulfilment], interval_end, keep=keep, erp_url=urls.get(erp))
+        return (f"placed {len(placed)} {fulfilment} sandbox order(s) before {interval_end.isoformat()} "
+                f"({', '.join(number for number, _ in placed)}); left out: {', '.join(keep) or 'none'}")
     erp = load_settings(pipeline).erp
     vendor = importlib.import_module(f"ml_connector_sandbox.{erp}.devtools")
     keep = vendor.KEEP_IN_PLACE if keep is None else keep
@@ -239,7 +291,8 @@ def place_seeded(pipeline: str, urls: dict[str, str], interval_end: datetime, *,
 
 
 def demo_pipelines() -> list[str]:
-    """Pipelines of the settings file (``include/pipelines.yaml``) whose ERP has a sandbox, in file order."""
+    """Pipelines of the settings file (``include/pipelines.yaml``) whose ERP (and, for a two-way pipeline, whose
+    fulfilment vendor) has a sandbox, in file order."""
     from ml_connector.settings import default_settings_file
     from ml_connector_sandbox import available_vendors
 
@@ -247,7 +300,8 @@ def demo_pipelines() -> list[str]:
     vendors = set(available_vendors())
     return [name for name, block in document.items()
             if isinstance(block, dict) and block.get("erp") in registry.ERPS and block.get("erp") in vendors
-            and not block.get("fulfilment")]  # two-way pipelines have their own shape: not in the demo loop
+            and (not block.get("fulfilment") or (block["fulfilment"] in registry.FULFILMENT
+                                                 and block["fulfilment"] in vendors))]
 
 
 #: the first sandbox port of ``make run``; vendors follow in registry order, carriers first (UPS 8101, Business

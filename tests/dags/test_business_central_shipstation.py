@@ -142,3 +142,55 @@ def test_a_wrong_shipstation_secret_fails_the_run_and_books_nothing(env, monkeyp
     assert invoices(sandbox) == {}
     assert fulfilment.rows(env["ledger"], PIPELINE) == []  # a credential error quarantines nothing
     assert "not-the-secret" not in json.dumps(fulfilment.rows(env["ledger"], PIPELINE))
+
+
+def test_sales_order_mode_books_once_and_an_edited_open_order_updates_its_document(env, monkeypatch):
+    """``document: sales_order``: a shipped order becomes one sales order with the tracking line (three webhooks
+    plus the poll), an open order a draft sales order that follows the edit of the next interval."""
+    import os
+
+    from ml_connector.erp.business_central.hook import BusinessCentralHook
+
+    sandbox, route = env["sandbox"], env["route"]
+    path = os.environ["ML_CONNECTOR_PIPELINES"]
+    settings = yaml.safe_load(open(path).read())
+    settings[PIPELINE]["document"] = "sales_order"
+    with open(path, "w") as handle:
+        handle.write(yaml.safe_dump(settings))
+    end = interval_end(5)
+    at = (end - timedelta(minutes=5)).isoformat()
+    shipped = sandbox.control("shipstation", "POST", "shipstation/orders", {**order("SO-1", "so-ship", 2),
+                                                                              "_modified_at": at})
+    ship = sandbox.control("shipstation", "POST", f"shipstation/orders/{shipped['order']['orderId']}/ship",
+                           {"_modified_at": at})
+    for _ in range(3):
+        route.post(f"/ml-connector/webhooks/shipstation/{WEBHOOK_TOKEN}", json=ship["webhooks"][0])
+    sandbox.control("shipstation", "POST", "shipstation/orders", {**order("SO-2", "so-open", 1), "_modified_at": at})
+
+    dag = load_dag(PIPELINE)
+    assert "sales order" in dag.doc_md
+    dr = run_interval(dag, end)
+    assert states(dr)[("book_orders", "-1")] == "success" and states(dr)[("report", "-1")] == "success"
+    bc = BusinessCentralHook(ledger=env["ledger"])
+    booked = bc.find_document("salesOrders", "so-ship")
+    draft = bc.find_document("salesOrders", "so-open")
+    tracking = f"Tracking {ship['shipment']['trackingNumber']} carrier ups service ups_ground"
+    assert [x["description"] for x in booked["salesOrderLines"]][-1] == tracking
+    assert booked["salesOrderLines"][0]["quantity"] == 2 and booked["shipToCity"] == "Portland"
+    assert draft["status"] == "Draft" and [x["quantity"] for x in draft["salesOrderLines"]] == [1]
+
+    end2 = end + timedelta(minutes=15)
+    at2 = (end2 - timedelta(minutes=5)).isoformat()
+    sandbox.control("shipstation", "POST", "shipstation/orders", {**order("SO-2", "so-open", 3), "_modified_at": at2,
+                                                                  "shipTo": {"name": "Fabrikam", "street1": "9 Elm",
+                                                                             "city": "Salem", "state": "OR",
+                                                                             "postalCode": "97301", "country": "US"}})
+    sandbox.control("shipstation", "POST", "shipstation/touch", {"modified_at": at2,
+                                                                  "orderIds": [shipped["order"]["orderId"]]})
+    run_interval(dag, end2)
+    edited = bc.find_document("salesOrders", "so-open")
+    assert edited["id"] == draft["id"] and edited["shipToCity"] == "Salem"
+    assert [x["quantity"] for x in edited["salesOrderLines"]] == [3]
+    counters = sandbox.counters("business_central")
+    assert counters["sales_orders_created"] == 2 and counters["sales_orders_patched"] == 1
+    assert invoices(sandbox) == {}

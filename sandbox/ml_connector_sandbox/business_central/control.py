@@ -71,6 +71,21 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
                 state.item_modified[number] = at
         return JSONResponse({"touched": numbers})
 
+    @api.post("/customers/touch")
+    async def touch_customers(request: Request) -> JSONResponse:
+        """Set customers' lastModifiedDateTime (``{"numbers": [...], "modified_at": iso}``; default all, now)."""
+        body = await request.json()
+        at = datetime.fromisoformat(str(body.get("modified_at") or state.now().isoformat()).replace("Z", "+00:00"))
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        with state.lock:
+            numbers = body.get("numbers") or list(state.customers)
+            unknown = [n for n in numbers if n not in state.customers]
+            if unknown:
+                return JSONResponse({"error": f"no customers {unknown}"}, status_code=404)
+            for number in numbers:
+                state.customer_modified[number] = at
+        return JSONResponse({"touched": numbers})
+
     @api.get("/invoices")
     def invoices_overview() -> list[dict[str, Any]]:
         """Every sales invoice with its lines (for assertions; no auth)."""

@@ -72,6 +72,8 @@ class EntityBuilder:
 
     def _order_date(self, order: StoredOrder) -> str:
         """The day before the seed's modification time; fixed, so touching an order does not move it."""
+        if order.seed.get("orderDate"):  # an order created through the API
+            return str(order.seed["orderDate"])
         created = self.state.started_at - timedelta(minutes=order.seed["modified_minutes_ago"], days=1)
         return created.date().isoformat()
 
@@ -79,7 +81,7 @@ class EntityBuilder:
         result = []
         order_date = self._order_date(order)
         for index, line in enumerate(order.seed["lines"], start=1):
-            sequence = index * 10000
+            sequence = int(line.get("sequence") or index * 10000)
             line_type = line.get("lineType", "Item")
             item = self.state.items.get(line.get("item", "")) if line_type == "Item" else None
             quantity = Decimal(str(line.get("quantity", 0)))

@@ -1,4 +1,4 @@
-"""Customers (read), sales invoices (deep insert, PATCH with ``If-Match``, lines, ``Microsoft.NAV.post``) and
+"""Customers (read; ``$filter`` on ``lastModifiedDateTime`` too), sales invoices (deep insert, PATCH with ``If-Match``, lines, ``Microsoft.NAV.post``) and
 webhook subscriptions (``/v2.0/subscriptions`` with the ``validationToken`` handshake) in API v2.0.
 
 * ``salesInvoices``: ``POST`` with ``salesInvoiceLines`` (deep insert) creates a ``Draft``; ``customerId`` and
@@ -49,7 +49,8 @@ INVOICE_FILTER_FIELDS = {
     "customerNumber": FilterField("string"), "lastModifiedDateTime": FilterField("datetime"),
 }
 CUSTOMER_FILTER_FIELDS = {"id": FilterField("guid"), "number": FilterField("string"),
-                          "displayName": FilterField("string")}
+                          "displayName": FilterField("string"), "email": FilterField("string"),
+                          "lastModifiedDateTime": FilterField("datetime")}
 HEADER_FIELDS = ("externalDocumentNumber", "invoiceDate", "postingDate", "shipToName", "shipToContact",
                  "shipToAddressLine1", "shipToAddressLine2", "shipToCity", "shipToCountry", "shipToState",
                  "shipToPostCode")
@@ -226,8 +227,9 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
             if request.method != "GET":
                 raise method_not_allowed("The sandbox serves only GET on customers.")
             docs = [{"@odata.etag": make_etag("CU", c["id"], 1), "id": c["id"], "number": c["number"],
-                     "displayName": c["name"], "type": "Company", "blocked": " ",
-                     "lastModifiedDateTime": iso(state.started_at - timedelta(days=30))}
+                     "displayName": c["name"], "type": "Company", "email": c.get("email", ""), "blocked": " ",
+                     "lastModifiedDateTime": iso(state.customer_modified.get(c["number"])
+                                                 or state.started_at - timedelta(days=30))}
                     for c in state.customers.values()]
             return collection(request, state, f"{context_root(request, 'v2.0')}#companies({company_key})/customers",
                               docs, CUSTOMER_FILTER_FIELDS, "customer", sort_key="number")

@@ -67,6 +67,8 @@ class BusinessCentralState(SandboxState):
         "sales_order_pages_served": 0,
         "patches": 0,
         "etag_conflicts": 0,
+        "sales_orders_created": 0,
+        "sales_orders_patched": 0,
     }
 
     def __init__(self, seed_path: Path = SEED_PATH) -> None:
@@ -112,8 +114,10 @@ class BusinessCentralState(SandboxState):
         # ShipStation pipeline: item modification times (control ``items/touch``), sales invoices and webhook
         # subscriptions (:mod:`.sales_invoices`)
         self.item_modified: dict[str, datetime] = {}
+        self.customer_modified: dict[str, datetime] = {}  # control ``customers/touch``
         self.invoices: dict[str, dict[str, Any]] = {}
         self.invoice_seq = 1000
+        self.sales_order_seq = 102000  # numbers of orders created through the API (S-ORD102001...)
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, StoredOrder] = {}
         for record in seed["sales_orders"]:

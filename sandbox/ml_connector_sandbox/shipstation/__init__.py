@@ -1,7 +1,8 @@
 """ShipStation sandbox: API v1 (orders, shipments, products, webhooks) and v2 labels.
 
 * v1 (``/orders``, ``/orders/{id}``, ``/orders/createorder``, ``/shipments``, ``/products``, ``/products/{id}``,
-  ``/webhooks``, ``/webhooks/subscribe``, ``/webhooks/{id}``): HTTP Basic with the sandbox API key and secret
+  ``/customers``, ``/customers/{id}`` (read-only: a customer is kept for the buyer of each imported order, by
+  ``customerUsername`` / ``customerEmail``), ``/webhooks``, ``/webhooks/subscribe``, ``/webhooks/{id}``): HTTP Basic with the sandbox API key and secret
   (:mod:`ml_connector_sandbox.credentials`), anything else 401. Every answer carries ``X-Rate-Limit-Limit``,
   ``X-Rate-Limit-Remaining`` and ``X-Rate-Limit-Reset`` (seconds); more than ``rate_limit_per_minute`` (40)
   requests in a ``rate_window_seconds`` (60) window answer 429. Times are US Pacific clock times without an
@@ -14,7 +15,8 @@
   ``create_label_request_body`` combines ``additionalProperties: false`` with ``allOf`` and read-only required
   fields, so it refuses every request.
 * Control (``/_sandbox/shipstation/``): ``orders`` (create/replace, answers the ORDER_NOTIFY payload),
-  ``orders/{id}/ship`` (SHIP_NOTIFY payload with a ``resource_url``), ``touch``, ``products``. Payloads are
+  ``orders/{id}/ship`` (SHIP_NOTIFY payload with a ``resource_url``), ``touch``, ``products``,
+  ``order_queries`` (the filters of each ``GET /orders``). Payloads are
   also POSTed to the subscribed target URLs.
 """
 

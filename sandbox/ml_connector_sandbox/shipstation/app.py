@@ -93,6 +93,7 @@ def v1_router(state: ShipStationState) -> APIRouter:
     def list_orders(request: Request) -> dict[str, Any]:
         q = request.query_params
         with state.lock:
+            state.order_queries.append({k: q[k] for k in ("orderStatus", "modifyDateStart", "importBatch") if k in q})
             wanted = state.batches.get(q.get("importBatch") or "") if q.get("importBatch") else None
             orders = [o for o in state.orders.values()
                       if (wanted is None or o["orderId"] in wanted)
@@ -172,6 +173,22 @@ def v1_router(state: ShipStationState) -> APIRouter:
             state.products[product_id] = product
             state.counters["product_puts"] += 1
             return {"success": True, "message": "The requested product has been updated"}
+
+    @api.get("/customers")
+    def list_customers(request: Request) -> dict[str, Any]:
+        """Read-only, as in v1 (list and get; no create or update): customers come from imported orders."""
+        q = request.query_params
+        with state.lock:
+            customers = [c for c in sorted(state.customers.values(), key=lambda c: c["customerId"])
+                         if (not q.get("stateCode") or c.get("state") == q["stateCode"])
+                         and (not q.get("countryCode") or c.get("countryCode") == q["countryCode"])]
+            return _page(copy.deepcopy(customers), "customers", request)
+
+    @api.get("/customers/{customer_id}")
+    def get_customer(customer_id: int) -> Any:
+        with state.lock:
+            customer = state.customers.get(customer_id)
+            return copy.deepcopy(customer) if customer else _error(404, f"Customer {customer_id} not found")
 
     @api.get("/webhooks")
     def list_webhooks() -> dict[str, Any]:
@@ -331,6 +348,12 @@ def control_router(state: ShipStationState) -> APIRouter:
     def products() -> list[dict[str, Any]]:
         with state.lock:
             return [copy.deepcopy(p) for p in state.products.values()]
+
+    @api.get("/order_queries")
+    def order_queries() -> list[dict[str, str]]:
+        """The filters of every v1 ``GET /orders`` since the reset (``orderStatus``, ``modifyDateStart``...)."""
+        with state.lock:
+            return list(state.order_queries)
 
     @api.get("/orders")
     def orders() -> list[dict[str, Any]]:

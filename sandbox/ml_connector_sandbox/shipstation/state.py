@@ -78,6 +78,8 @@ class ShipStationState(SandboxState):
         self.webhooks: dict[int, dict[str, Any]] = {}
         self.batches: dict[str, list[int]] = {}  # importBatch / batchId -> order or shipment ids
         self.labels: dict[str, dict[str, Any]] = {}
+        self.customers: dict[int, dict[str, Any]] = {}  # made from imported orders (v1 cannot create them)
+        self.order_queries: list[dict[str, str]] = []  # filters of each v1 GET /orders (control ``order_queries``)
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -133,7 +135,33 @@ class ShipStationState(SandboxState):
             for index, item in enumerate(order.get("items") or [], start=1):
                 item.setdefault("orderItemId", order["orderId"] * 100 + index)
             self.orders[order["orderId"]] = order
+            self.remember_customer(order, stamp)
             return copy.deepcopy(order)
+
+    def remember_customer(self, order: dict[str, Any], stamp: str) -> None:
+        """ShipStation keeps a customer for the buyer of each imported order (by username or email), with the
+        ship-to address of the order; the API can only read them (``GET /customers``, ``/customers/{id}``)."""
+        username = str(order.get("customerUsername") or "").strip()
+        email = str(order.get("customerEmail") or "").strip()
+        if not username and not email:
+            return
+        ship_to = order.get("shipTo") or {}
+        customer = next((c for c in self.customers.values()
+                         if (username and username in [u["username"] for u in c["marketplaceUsernames"]])
+                         or (email and c.get("email", "").lower() == email.lower())), None)
+        if customer is None:
+            cid = self.next_id()
+            customer = {"customerId": cid, "createDate": stamp, "marketplaceUsernames": [], "tags": None}
+            self.customers[cid] = customer
+        customer.update(modifyDate=stamp, name=ship_to.get("name"), company=ship_to.get("company"),
+                        street1=ship_to.get("street1"), street2=ship_to.get("street2"), city=ship_to.get("city"),
+                        state=ship_to.get("state"), postalCode=ship_to.get("postalCode"),
+                        countryCode=ship_to.get("country"), phone=ship_to.get("phone"), email=email or None,
+                        addressVerified="Address not yet validated")
+        if username and username not in [u["username"] for u in customer["marketplaceUsernames"]]:
+            customer["marketplaceUsernames"].append({
+                "customerUserId": self.next_id(), "customerId": customer["customerId"], "createDate": stamp,
+                "modifyDate": stamp, "marketplaceId": 0, "marketplace": "ShipStation", "username": username})
 
     def batch(self, ids: list[int]) -> str:
         with self.lock:

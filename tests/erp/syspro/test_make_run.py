@@ -24,7 +24,8 @@ def test_the_syspro_connection_is_pointed_at_the_sandbox_with_its_paths():
 
 def test_make_run_serves_the_syspro_sandbox_and_make_demo_runs_the_pipeline():
     assert "syspro" in devtools.sandbox_ports({})
-    assert devtools.demo_pipelines() == ["business_central_ups", "acumatica_ups", "exact_online_ups", "syspro_ups"]
+    assert devtools.demo_pipelines() == ["business_central_ups", "acumatica_ups", "exact_online_ups", "syspro_ups",
+                                        "business_central_shipstation"]
     start, end = devtools.data_interval("syspro_ups", datetime(2026, 11, 29, 10, 7, tzinfo=UTC).isoformat())
     assert end - start == timedelta(minutes=15)
 

@@ -85,3 +85,28 @@ def test_notifications_are_answered_200_and_filtered_by_client_state(plugin, sql
     assert answer.status_code == 200 and answer.json() == {"stored": 0}
     assert client.post(base, content=b"not json").status_code == 200  # never an answer that deletes it
     assert len(sqlite_ledger.inbox_pending(bc_webhook.SOURCE)) == 1
+
+
+def test_item_notifications_are_pushed_whatever_their_modification_time_then_marked_done(ss, plugin, sqlite_ledger):
+    from ml_connector.fulfilment.shipstation.hook import ShipStationHook
+    from ml_connector.fulfilment.shipstation.sync import ShipStationSync
+
+    bc = BusinessCentralHook(ledger=sqlite_ledger)
+    item = bc.find_by_number("items", "1900-S")  # last modified 60 days ago: outside any run's window
+    client = TestClient(plugin)
+    base = "/ml-connector/webhooks/business_central"
+    company = f"api/v2.0/companies({bc.company_id})"
+    notes = [{"subscriptionId": "s1", "clientState": "state-123", "resource": f"{company}/items({item['id']})",
+              "changeType": "updated", "lastModifiedDateTime": "2026-11-29T10:00:00Z"},
+             {"subscriptionId": "s1", "clientState": "state-123", "resource": f"{company}/items(deadbeef)",
+              "changeType": "deleted", "lastModifiedDateTime": "2026-11-29T10:01:00Z"}]
+    assert client.post(base, json={"value": notes}).json() == {"stored": 2}
+    sync = ShipStationSync("business_central_shipstation", shipstation=ShipStationHook(ledger=sqlite_ledger), erp=bc,
+                           ledger=sqlite_ledger)
+    end = datetime.now(UTC)
+    outcome = sync.push_items(end - timedelta(minutes=15), end)
+    assert outcome.done == ["1900-S"]
+    product = next(p for p in ss.control("shipstation", "GET", "shipstation/products") if p["sku"] == "1900-S")
+    assert product["defaultCost"] == item["unitCost"] and product["name"] == item["displayName"]
+    assert sqlite_ledger.inbox_pending(bc_webhook.SOURCE) == []
+    assert sync.push_items(end - timedelta(minutes=15), end).done == []  # consumed: not pushed again

@@ -84,3 +84,15 @@ def test_order_key_limits_and_unknown_items_name_the_record():
     assert info.value.field == "items[1].sku"
     with pytest.raises(RecordError, match="has no customerUsername"):
         mapping.customer_number({"orderNumber": "1"}, "customerUsername")
+
+
+def test_business_central_notifications_name_items_collections_or_nothing():
+    from ml_connector.fulfilment.shipstation.mapping import notified_item
+
+    base = "api/v2.0/companies(c1)"
+    assert notified_item({"resource": f"{base}/items(AB-12)", "changeType": "updated"}) == ("item", "ab-12")
+    assert notified_item({"resource": f"{base}/items('x1')", "changeType": "created"}) == ("item", "x1")
+    assert notified_item({"resource": f"{base}/items(x1)", "changeType": "deleted"}) == ("deleted", "x1")
+    assert notified_item({"resource": f"{base}/items", "changeType": "collection"}) == ("collection", None)
+    assert notified_item({"resource": f"{base}/customers(c9)", "changeType": "updated"}) == ("other", None)
+    assert notified_item({}) == ("other", None)

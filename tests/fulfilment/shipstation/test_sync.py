@@ -148,3 +148,46 @@ def test_the_poll_finds_an_order_edited_in_the_repeated_november_hour(ss, sync):
     # a window well before (first 00:xx PDT) or after (02:xx PST) does not
     assert sync.collect(datetime(2026, 11, 1, 7, 0, tzinfo=UTC), datetime(2026, 11, 1, 7, 45, tzinfo=UTC)) == []
     assert sync.collect(datetime(2026, 11, 1, 10, 0, tzinfo=UTC), datetime(2026, 11, 1, 11, 0, tzinfo=UTC)) == []
+
+
+def test_the_poll_asks_for_shipped_and_open_orders_by_status(ss, sync, sqlite_ledger):
+    """``/shipments`` plus ``/orders?orderStatus=shipped``: an order marked shipped outside label creation (no
+    shipment) is found; cancelled orders are never read; without open orders only ``shipped`` is asked for."""
+    start, end = window()
+    external = ss.control("shipstation", "POST", "shipstation/orders", {**ORDER, "orderKey": "k-ext",
+                                                                        "orderNumber": "SS-EXT"})["order"]["orderId"]
+    ss.control("shipstation", "POST", f"shipstation/orders/{external}/ship", {"label": False})
+    open_id = ss.control("shipstation", "POST", "shipstation/orders", {**ORDER, "orderKey": "k-open",
+                                                                       "orderNumber": "SS-OPEN"})["order"]["orderId"]
+    ss.control("shipstation", "POST", "shipstation/orders", {**ORDER, "orderKey": "k-cancel", "orderNumber": "SS-X",
+                                                             "orderStatus": "cancelled"})
+    assert ss.control("shipstation", "GET", "shipstation/order_queries") == []
+    assert sync.collect(start, end) == sorted([external, open_id])
+    asked = [q.get("orderStatus") for q in ss.control("shipstation", "GET", "shipstation/order_queries")]
+    assert asked == ["shipped", "awaiting_payment", "awaiting_shipment", "on_hold", "pending_fulfillment"]
+
+    shipped_only = ShipStationSync(PIPELINE, shipstation=sync.shipstation, erp=sync.erp, ledger=sqlite_ledger,
+                                   book_open_orders=False)
+    assert shipped_only.collect(start, end) == [external]
+    outcome = shipped_only.book([external])
+    assert outcome.done == ["k-ext"]
+    [invoice] = invoices(ss)
+    assert invoice["status"] == "Open" and "Shipped outside ShipStation labels" in invoice["lines"][-1]["description"]
+
+
+def test_bc_customers_shipstation_does_not_know_are_reported_not_written(ss, sync, sqlite_ledger):
+    """ShipStation v1 only reads customers (made from imported orders): the changed Business Central customers it
+    does not know (by username = customer number) are recorded and reported; nothing is written."""
+    start, end = window()
+    ss.control("shipstation", "POST", "shipstation/orders", dict(ORDER))  # buyer 10000 becomes a ShipStation customer
+    assert sync.report_customers(start, end).problems == {}  # no Business Central customer changed: no call
+    requests.post(f"{ss.url('business_central')}/_sandbox/business_central/customers/touch",
+                  json={"numbers": ["10000", "20000"]}, timeout=10).raise_for_status()
+    outcome = sync.report_customers(start, end)
+    assert outcome.unchanged == ["10000"]
+    assert set(outcome.problems) == {"20000"} and "v1 cannot create or update customers" in outcome.problems["20000"]
+    rows = {r["record_key"]: r["state"] for r in fulfilment.rows(sqlite_ledger, PIPELINE, "customer")}
+    assert rows == {"10000": "known", "20000": "unknown_customer"}
+    answer = requests.put(f"{ss.url('shipstation')}/customers/1", json={}, timeout=10,
+                          auth=(sync.shipstation.credentials()))
+    assert answer.status_code == 405  # the sandbox, like v1, has no customer update

@@ -56,7 +56,7 @@ def test_an_unknown_route_is_authenticated_first_then_an_odata_404(sandbox, bc_a
 
 
 @pytest.mark.parametrize("path", ["companies", f"companies({COMPANY_ID})/items",
-                                  f"companies({COMPANY_ID})/salesOrders"])
+                                  f"companies({COMPANY_ID})/shipmentMethods"])
 def test_writing_to_a_read_only_resource_is_an_odata_405(bc_api, path):
     response = bc_api.session.post(bc_api.api_url(path), json={}, headers=bc_api.headers(), timeout=10)
     assert response.status_code == 405 and odata_code(response) == "BadRequest_MethodNotAllowed"

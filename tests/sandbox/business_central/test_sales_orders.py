@@ -107,3 +107,64 @@ def test_single_order_maps_to_the_canonical_order(bc_api):
                                       item_weights={"1896-S": 88, "1908-S": 31})
     assert order.erp_id == order_id and order.ship_method == "NDA"
     assert order.etag.startswith('W/"')
+
+
+# -- writes: deep insert, PATCH with If-Match, lines (the ShipStation pipeline's sales_order mode) -------------
+
+def _orders_url(bc_api, path: str = "") -> str:
+    return bc_api.api_url(f"companies({COMPANY_ID})/salesOrders{path}")
+
+
+def test_a_draft_order_is_created_with_lines_patched_with_if_match_and_its_lines_replaced(sandbox, bc_api):
+    session, headers = bc_api.session, bc_api.headers()
+    item = bc_api.get(bc_api.api_url(f"companies({COMPANY_ID})/items"), **{"$filter": "number eq '1900-S'"}).json()
+    customer = bc_api.get(bc_api.api_url(f"companies({COMPANY_ID})/customers"), **{"$filter": "number eq '10000'"})
+    body = {"customerId": customer.json()["value"][0]["id"], "externalDocumentNumber": "ss-key-1",
+            "shipToCity": "Seattle", "salesOrderLines": [
+                {"lineType": "Item", "itemId": item["value"][0]["id"], "quantity": 2, "unitPrice": 10},
+                {"lineType": "Comment", "description": "Tracking 1Z carrier ups service ups_ground"}]}
+    created = session.post(_orders_url(bc_api), json=body, headers=headers, timeout=10)
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["status"] == "Draft" and order["number"].startswith("S-ORD") and order["shipToCity"] == "Seattle"
+    assert [(x["lineType"], x["quantity"]) for x in order["salesOrderLines"]] == [("Item", 2.0), ("Comment", 0.0)]
+    found = bc_api.sales_orders(**{"$filter": "externalDocumentNumber eq 'ss-key-1'",
+                                   "$expand": "salesOrderLines"}).json()["value"]
+    assert [o["id"] for o in found] == [order["id"]] and len(found[0]["salesOrderLines"]) == 2
+
+    one = _orders_url(bc_api, f"({order['id']})")
+    assert session.patch(one, json={"shipToCity": "Tacoma"}, headers=headers,
+                         timeout=10).status_code == 400  # no If-Match
+    patched = session.patch(one, json={"shipToCity": "Tacoma"}, timeout=10,
+                            headers={**headers, "If-Match": order["@odata.etag"]})
+    assert patched.status_code == 200 and patched.json()["shipToCity"] == "Tacoma"
+    stale = session.patch(one, json={"shipToCity": "Olympia"}, timeout=10,
+                          headers={**headers, "If-Match": order["@odata.etag"]})
+    assert stale.status_code == 412 and odata_code(stale) == "Request_EntityChanged"
+
+    lines = one + "/salesOrderLines"
+    for line in order["salesOrderLines"]:
+        assert session.delete(f"{lines}({line['id']})", headers=headers, timeout=10).status_code == 204
+    added = session.post(lines, json={"lineType": "Item", "itemId": item["value"][0]["id"], "quantity": 5},
+                         headers=headers, timeout=10)
+    assert added.status_code == 201 and added.json()["quantity"] == 5.0
+    after = bc_api.get(one, **{"$expand": "salesOrderLines"}).json()
+    assert [x["quantity"] for x in after["salesOrderLines"]] == [5.0]
+    assert sandbox.counters(VENDOR)["sales_orders_created"] == 1
+
+
+def test_bad_sales_order_writes_are_refused_as_business_central_does(bc_api):
+    session, headers = bc_api.session, bc_api.headers()
+    unknown_customer = session.post(_orders_url(bc_api), json={"customerNumber": "99999"}, headers=headers,
+                                    timeout=10)
+    assert unknown_customer.status_code == 400 and "Customer does not exist" in unknown_customer.text
+    customer = bc_api.get(bc_api.api_url(f"companies({COMPANY_ID})/customers")).json()["value"][0]["id"]
+    unknown_item = session.post(_orders_url(bc_api), json={"customerId": customer, "salesOrderLines": [
+        {"lineType": "Item", "itemId": "11111111-2222-3333-4444-555555555555", "quantity": 1}]}, headers=headers,
+        timeout=10)
+    assert unknown_item.status_code == 400 and "Item does not exist" in unknown_item.text
+    released = bc_api.order_id(sorted(OPEN_NUMBERS)[0])
+    etag = bc_api.get(_orders_url(bc_api, f"({released})")).json()["@odata.etag"]
+    refused = session.patch(_orders_url(bc_api, f"({released})"), json={"shipToCity": "X"}, timeout=10,
+                            headers={**headers, "If-Match": etag})
+    assert refused.status_code == 400 and "Status must be equal to 'Open'" in refused.text

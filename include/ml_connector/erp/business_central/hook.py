@@ -316,6 +316,21 @@ class BusinessCentralHook(ConnectorHook):
         yield from self._all(f"{self.company_url}/items", {"$filter": (
             f"lastModifiedDateTime ge {_odata_instant(start)} and lastModifiedDateTime lt {_odata_instant(end)}")})
 
+    def iter_customers_modified(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Customers whose ``lastModifiedDateTime`` is in ``[start, end)``."""
+        yield from self._all(f"{self.company_url}/customers", {"$filter": (
+            f"lastModifiedDateTime ge {_odata_instant(start)} and lastModifiedDateTime lt {_odata_instant(end)}")})
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        """One item by id (SystemId), or None when Business Central no longer has it (404)."""
+        try:
+            body, _ = self._call("GET", f"{self.company_url}/items({item_id})")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body
+
     def find_by_number(self, entity_set: str, number: str) -> dict[str, Any] | None:
         """The ``customers``/``items`` record with this ``number``, or None."""
         found = list(self._all(f"{self.company_url}/{entity_set}", {"$filter": f"number eq {_odata_string(number)}"}))

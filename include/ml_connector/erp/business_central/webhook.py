@@ -7,7 +7,8 @@
   Business Central deletes a subscription whose URL answers anything but 2xx (408/429/5xx are retried), so the
   route answers 200 at once; entries whose ``clientState`` is not the connection's ``webhook_client_state``
   (constant-time compare) are dropped, the others are stored in the ledger's webhook inbox (duplicates dropped).
-  The next run reads changed items by ``lastModifiedDateTime`` anyway: the inbox is a record of what was notified.
+  The ShipStation pipeline's next ``push_items`` pushes the items they name (whatever their modification time)
+  and marks the rows done.
 
 Plugin apps are served without Airflow's authentication: the client state is the check.
 """

@@ -256,6 +256,11 @@ class ShipStationHook(ConnectorHook):
         body = self.call("GET", "products", params={"sku": sku, "showInactive": "true", "pageSize": PAGE_SIZE})
         return list((body or {}).get("products") or [])
 
+    def iter_customers(self) -> Iterator[dict[str, Any]]:
+        """Every customer ShipStation keeps (``GET /customers``, 500 a page). v1 only reads customers: it has no
+        call that creates or updates one; ShipStation makes them from imported orders."""
+        yield from self._pages("customers", "customers", {"sortBy": "ModifyDate", "sortDir": "DESC"})
+
     def update_product(self, product: dict[str, Any]) -> Any:
         """PUT the full product (v1 has no partial update)."""
         return self.call("PUT", f"products/{int(product['productId'])}", json=product)

@@ -146,6 +146,48 @@ def find_sku(products: list[Mapping[str, Any]], sku: str) -> Mapping[str, Any] |
     return next((p for p in products if str(p.get("sku") or "") == sku), None)
 
 
+# -- customers --------------------------------------------------------------------------------------------------
+
+def customer_index(customers: list[Mapping[str, Any]]) -> set[str]:
+    """What identifies the ShipStation customers: every ``marketplaceUsernames[].username`` and ``email``
+    (lower case)."""
+    known = set()
+    for customer in customers:
+        for name in customer.get("marketplaceUsernames") or []:
+            if name.get("username"):
+                known.add(str(name["username"]).strip().lower())
+        if customer.get("email"):
+            known.add(str(customer["email"]).strip().lower())
+    return known
+
+
+def knows_customer(index: set[str], customer: Mapping[str, Any]) -> bool:
+    """Whether ShipStation knows the Business Central customer: its number is a ShipStation username (the orders
+    carry it as ``customerUsername``) or its e-mail is a ShipStation customer's."""
+    return any(str(customer.get(k) or "").strip().lower() in index for k in ("number", "email")
+               if customer.get(k))
+
+
+# -- Business Central item notifications --------------------------------------------------------------------
+
+_ITEM_RESOURCE = re.compile(r"/items\(([^()/]+)\)$", re.IGNORECASE)
+
+
+def notified_item(entry: Mapping[str, Any]) -> tuple[str, str | None]:
+    """What a Business Central webhook notification (``resource``, ``changeType``) asks of the item push:
+    ``("item", <item id>)`` for a created/updated item, ``("collection", None)`` when Business Central reports
+    a ``collection`` change (too many to list: read the items modified since the notification's
+    ``lastModifiedDateTime``), ``("deleted", <id>)``, or ``("other", None)`` for a resource that is no item."""
+    resource = str(entry.get("resource") or "").rstrip("/")
+    change = str(entry.get("changeType") or "").lower()
+    match = _ITEM_RESOURCE.search(resource)
+    if match:
+        return ("deleted" if change == "deleted" else "item"), match.group(1).strip("'").lower()
+    if change == "collection" and resource.lower().endswith("/items"):
+        return "collection", None
+    return "other", None
+
+
 # -- orders -> Business Central --------------------------------------------------------------------------------
 
 def order_key(order: Mapping[str, Any]) -> str:

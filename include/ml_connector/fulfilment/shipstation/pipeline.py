@@ -34,7 +34,9 @@ Every {schedule!r} ({timezone}):
 
 * `push_items`: {erp_name} items modified in the interval are updated in ShipStation as products keyed on SKU
   (GET, merge, PUT the whole product). SKUs ShipStation does not hold are listed by `report` and kept in the
-  ledger (`ml_fulfilment_records`): ShipStation v1 cannot create products.
+  ledger (`ml_fulfilment_records`): ShipStation v1 cannot create products. {erp_name} customers modified in the
+  interval that ShipStation does not know are reported too: v1 only reads customers (ship-to travels with each
+  order), so their ship-to details cannot be pushed.
 * `collect_orders`: the ShipStation webhooks stored since the last run (`ORDER_NOTIFY`, `SHIP_NOTIFY` at
   `/ml-connector/webhooks/shipstation/<token>`) are followed, and the orders modified / shipped in the interval
   are polled (edits no webhook reports).
@@ -69,6 +71,8 @@ class FulfilmentSettings(BaseModel):
     # keep a draft document for orders not shipped yet (edits update it)
     book_open_orders: bool = True
     push_items: bool = True
+    # report Business Central customers (modified in the interval) ShipStation does not know (v1 cannot write them)
+    report_unknown_customers: bool = True
     # ERP webhook subscriptions (public https URL of /ml-connector/webhooks/<erp>); None: no subscriptions
     erp_webhook_url: str | None = None
     erp_webhook_resources: list[str] = Field(default_factory=lambda: ["items"])
@@ -161,14 +165,21 @@ class FulfilmentOperator(BaseOperator):
 
 class PushItemsOperator(FulfilmentOperator):
     def execute(self, context: Any) -> list[str]:
-        if not self.settings.push_items:
-            return []
-        outcome = self.sync().push_items(*self.window(context))
-        for sku, reason in outcome.problems.items():
-            self.log.warning("item %s: %s", sku, reason)
-        self.log.info("items: %d pushed, %d unchanged, %d missing in ShipStation", len(outcome.done),
-                      len(outcome.unchanged), len(outcome.problems))
-        return outcome.done
+        sync, done = self.sync(), []
+        if self.settings.push_items:
+            outcome = sync.push_items(*self.window(context))
+            for sku, reason in outcome.problems.items():
+                self.log.warning("item %s: %s", sku, reason)
+            self.log.info("items: %d pushed, %d unchanged, %d missing in ShipStation", len(outcome.done),
+                          len(outcome.unchanged), len(outcome.problems))
+            done = outcome.done
+        if self.settings.report_unknown_customers:
+            customers = sync.report_customers(*self.window(context))
+            for number, reason in customers.problems.items():
+                self.log.warning("customer %s: %s", number, reason)
+            self.log.info("customers: %d known to ShipStation, %d unknown (v1 cannot create or update customers)",
+                          len(customers.unchanged), len(customers.problems))
+        return done
 
 
 class CollectOrdersOperator(FulfilmentOperator):
@@ -228,7 +239,7 @@ class FulfilmentReportOperator(FulfilmentOperator):
         counts: dict[str, int] = {}
         for row in rows:
             counts[f"{row['kind']}:{row['state']}"] = counts.get(f"{row['kind']}:{row['state']}", 0) + 1
-            if row["state"] in ("missing_sku", "error"):
+            if row["state"] in ("missing_sku", "unknown_customer", "error"):
                 self.log.warning("%s %s %s: %s", row["kind"], row["record_key"], row["state"], row["detail"])
         self.log.info("run summary: %s", counts)
         errors = counts.get("order:error", 0)

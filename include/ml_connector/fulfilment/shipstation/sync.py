@@ -1,12 +1,18 @@
 """Business Central <-> ShipStation, the two-way logic (no Airflow): items out by SKU, orders back as documents.
 
-* :meth:`ShipStationSync.push_items`: Business Central items modified in the window, each looked up in ShipStation
+* :meth:`ShipStationSync.push_items`: Business Central items modified in the window, plus the items Business
+  Central's webhook notifications in the inbox name (whatever their modification time; the rows are marked done
+  after the push; a ``collection`` notification reads the items modified since it), each looked up in ShipStation
   by SKU (= item number); a product found is merged and PUT whole (v1 has no partial update and no create); a SKU
   ShipStation does not hold is recorded ``missing_sku`` in the ledger and reported, never dropped.
+* :meth:`ShipStationSync.report_customers`: ShipStation v1 only reads customers, so Business Central ship-to
+  details cannot be pushed; customers modified in the window that ShipStation does not know are recorded
+  ``unknown_customer`` and reported.
 * :meth:`ShipStationSync.collect`: the order ids to look at: every pending webhook delivery's ``resource_url``
-  followed (only on the configured host; others are marked done with the reason), plus a poll of the orders
-  modified in the window (every status, so ``shipped`` ones and edits no webhook reported) and of the label
-  shipments created in it.
+  followed (only on the configured host; others are marked done with the reason), plus a poll of the window:
+  ``/shipments`` (label shipments created in it) plus ``/orders?orderStatus=shipped`` (orders marked shipped
+  outside label creation, which ``/shipments`` leaves out) and, when open orders are booked, ``/orders`` of each
+  open status (edits no webhook reported), all on ``modifyDateStart``/``modifyDateEnd``.
 * :meth:`ShipStationSync.book`: each order read again and booked into Business Central, keyed on ``orderKey`` as
   the external document number: looked up first, so three deliveries of one webhook plus the poll make one
   document. Open orders keep a draft up to date (an edit updates the same document); a shipped order's document
@@ -20,7 +26,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ml_connector.errors import ApiError, AuthenticationError, ConfigurationError, RecordError
@@ -67,8 +73,33 @@ class ShipStationSync:
     # -- items out ---------------------------------------------------------------------------------------------
 
     def push_items(self, start: datetime, end: datetime) -> Outcome:
+        """Push the items modified in ``[start, end)`` plus those Business Central's item notifications name
+        (whatever their modification time); the notifications are marked done once their items are pushed."""
         outcome = Outcome()
-        for item in self.erp.iter_items_modified(start, end):
+        items = {str(item.get("id")): item for item in self.erp.iter_items_modified(start, end)}
+        deliveries, notes = self.ledger.inbox_pending(self.erp_source), {}
+        for delivery in deliveries:
+            try:
+                entry = json.loads(delivery["payload"])
+            except ValueError:
+                entry = {}
+            kind, item_id = mapping.notified_item(entry)
+            if kind == "item" and item_id not in items:
+                item = self.erp.get_item(item_id)
+                if item is None:
+                    notes[delivery["id"]] = f"item {item_id} is no longer in Business Central"
+                else:
+                    items[str(item.get("id"))] = item
+            elif kind == "collection":
+                since = _instant(entry.get("lastModifiedDateTime")) or start
+                for item in self.erp.iter_items_modified(min(since, start), max(end, datetime.now(UTC))):
+                    items.setdefault(str(item.get("id")), item)
+            elif kind == "deleted":
+                notes[delivery["id"]] = (f"item {item_id} was deleted in Business Central: ShipStation v1 cannot "
+                                         "delete products (left as it is)")
+            elif kind == "other":
+                notes[delivery["id"]] = f"not an item notification ({entry.get('resource')!r})"
+        for item in items.values():
             sku = str(item.get("number") or "")
             product = mapping.find_sku(self.shipstation.products_by_sku(sku), sku)
             if product is None:
@@ -85,7 +116,38 @@ class ShipStationSync:
             self.shipstation.update_product(merged)
             outcome.done.append(sku)
             fulfilment.record(self.ledger, self.pipeline_id, "item", sku, "pushed", document=str(product["productId"]))
+        for delivery in deliveries:  # only now: a failed push leaves them pending for the next run
+            self.ledger.inbox_done(delivery["id"], error=notes.get(delivery["id"]))
         return outcome
+
+    def report_customers(self, start: datetime, end: datetime) -> Outcome:
+        """The Business Central customers modified in ``[start, end)`` that ShipStation does not know (by username
+        = customer number, or e-mail): recorded ``unknown_customer`` in the ledger and reported. Nothing is
+        written: ShipStation v1 can only read customers (it makes them from imported orders, each carrying its own
+        ship-to), so their ship-to details cannot be aligned from Business Central. ShipStation's customer list
+        is read only when a Business Central customer changed (one call per 500 customers)."""
+        outcome = Outcome()
+        changed = list(self.erp.iter_customers_modified(start, end))
+        if not changed:
+            return outcome
+        index = mapping.customer_index(list(self.shipstation.iter_customers()))
+        for customer in changed:
+            number = str(customer.get("number") or "")
+            if mapping.knows_customer(index, customer):
+                outcome.unchanged.append(number)
+                fulfilment.record(self.ledger, self.pipeline_id, "customer", number, "known")
+                continue
+            reason = (f"customer {number} ({customer.get('displayName')}) is not a ShipStation customer: v1 cannot "
+                      "create or update customers; it makes one from the first order naming "
+                      f"{self.customer_field} {number}")
+            outcome.problems[number] = reason
+            fulfilment.record(self.ledger, self.pipeline_id, "customer", number, "unknown_customer", detail=reason)
+        return outcome
+
+    @property
+    def erp_source(self) -> str:
+        """The webhook inbox source of the ERP's notifications (its vendor name, e.g. ``business_central``)."""
+        return str(self.erp.vendor)
 
     # -- orders back -------------------------------------------------------------------------------------------
 
@@ -103,9 +165,18 @@ class ShipStationSync:
             ids.update(_order_ids(body.get("orders") or [], "orderId"))
             ids.update(_order_ids(body.get("shipments") or [], "orderId"))
             self.ledger.inbox_done(delivery["id"])
-        ids.update(_order_ids(self.shipstation.iter_orders(start, end), "orderId"))
+        for status in self.poll_statuses:
+            ids.update(_order_ids(self.shipstation.iter_orders(start, end, status=status), "orderId"))
         ids.update(_order_ids(self.shipstation.iter_shipments(start, end), "orderId"))
         return sorted(ids)
+
+    @property
+    def poll_statuses(self) -> tuple[str, ...]:
+        """The ``orderStatus`` values the poll asks ``/orders`` for (v1 takes one per call): ``shipped`` (orders
+        marked shipped outside label creation, which ``/shipments`` leaves out), and the open statuses whose
+        edits keep a draft up to date when ``book_open_orders`` is on. Cancelled and rejected orders are never
+        read. One call (one page) each per run: 2 (``shipped`` + ``/shipments``) or 6 calls a run."""
+        return (mapping.SHIPPED, *(sorted(mapping.OPEN_STATUSES) if self.book_open_orders else ()))
 
     def book(self, order_ids: Iterable[int]) -> Outcome:
         outcome = Outcome()
@@ -197,3 +268,11 @@ def _order_ids(records: Iterable[dict[str, Any]], key: str) -> set[int]:
         except (KeyError, TypeError, ValueError):
             continue
     return ids
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
