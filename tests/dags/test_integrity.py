@@ -103,3 +103,29 @@ def test_every_shipped_pipeline_names_the_pool_of_each_api_it_calls(parsed):
     apis = {block["erp"] for block in pipelines.values()} | {block.get("carrier", "ups") for block in pipelines.values()}
     assert apis <= {*registry.ERPS, *registry.CARRIERS}
     assert {f"ml_connector_{name}" for name in apis} == set(declared_pools())
+
+
+# What the dag-processor has loaded before it parses a file; then every DAG file, and what parsing added.
+PARSE_IMPORTS = r"""
+import json, runpy, sys
+import airflow.sdk, airflow.dag_processing.processor
+before = set(sys.modules)
+for path in sys.argv[1:]:
+    runpy.run_path(path)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+#: imported by a task when it runs, never while a DAG file is parsed (each costs tens of milliseconds of the
+#: dag-processor's time per file and parse: the HTTP layer and hooks, the webhook routes' FastAPI, Fernet)
+NOT_AT_PARSE = ("ml_connector.http", "ml_connector.hooks", "ml_connector.secrets", "fastapi", "cryptography",
+                "alembic", "ml_connector.carriers.ups.webhook", "ml_connector.carriers.ups.hook")
+
+
+def test_parsing_a_dag_file_imports_no_io_code():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), str(ROOT),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", PARSE_IMPORTS, *(str(ROOT / "dags" / f) for f in DAG_FILES)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    added = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [m for m in added if m.startswith(NOT_AT_PARSE)] == []

@@ -37,7 +37,6 @@ from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
 from ml_connector.ledger.tracking import PackageTracking, Subscription
 from ml_connector.models import TrackingEvent, TrackingResult, TrackingStatus
 from ml_connector.operators.base import PipelineOperator, in_flight_budget
-from ml_connector.secrets import SecretStore
 from ml_connector.settings import PipelineSettings
 
 #: Tracking status -> ledger state. Statuses not listed (label created, not found, unknown) change nothing.
@@ -272,6 +271,10 @@ class PollTrackingOperator(PipelineOperator):
                    subscriptions: dict[str, Subscription], now: float) -> dict[str, int]:
         lifetime = carrier.push_lifetime_seconds or 14 * DAY
         style = self.settings.track_alert
+        from ml_connector.secrets import (
+            SecretStore,  # cryptography: imported when used, not at DAG parse time
+        )
+
         rotated = carrier.prepare_push(style, SecretStore(self.ledger), previous_valid_until=now + lifetime)
         if rotated:
             self.log.info("the Track Alert credential changed: every open subscription is renewed with it")

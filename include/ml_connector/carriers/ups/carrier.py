@@ -8,9 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from ml_connector import http
 from ml_connector.carriers.protocol import Carrier, LabelPlan, SubscriptionOutcome
-from ml_connector.carriers.ups import rules, track_alert, webhook
+from ml_connector.carriers.ups import rules, track_alert
 from ml_connector.carriers.ups.codes import SERVICE_CODES, build_ship_method_map, resolve_service
 from ml_connector.carriers.ups.tracking import parse_track_alert_result
 from ml_connector.errors import (
@@ -162,7 +161,7 @@ class UpsCarrier(Carrier):
 
     # -- Track Alert (push) and Quantum View (pull) --------------------------------------------------------
 
-    push_source = webhook.INBOX_SOURCE
+    push_source = track_alert.INBOX_SOURCE
     push_lifetime_seconds = track_alert.SUBSCRIPTION_DAYS * 86400.0
 
     def prepare_push(self, style: str, store: Any, *, previous_valid_until: float) -> bool:
@@ -173,6 +172,11 @@ class UpsCarrier(Carrier):
 
         :raises ConfigurationError: v1 without ``track_alert_credential``.
         """
+        from ml_connector import http
+        from ml_connector.carriers.ups import (
+            webhook,  # FastAPI, requests: imported when used, not at DAG parse
+        )
+
         if style == "v1":
             credential = self.hook.track_alert_credential
             if not credential:

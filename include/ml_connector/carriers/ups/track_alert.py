@@ -21,6 +21,9 @@ from typing import Any, Literal
 
 from ml_connector.carriers.ups.normalise import as_list, strip_str
 
+#: the webhook inbox source of Track Alert events (the route stores them, poll_tracking reads them)
+INBOX_SOURCE = "ups"
+
 #: numbers per subscription request (``trackingNumberList`` ``maxItems``)
 MAX_NUMBERS = 100
 #: how long UPS pushes events for a subscribed number

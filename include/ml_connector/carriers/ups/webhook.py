@@ -42,13 +42,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ml_connector.carriers.ups.track_alert import INBOX_SOURCE
 from ml_connector.carriers.ups.tracking import parse_track_alert_result, track_alert_dedupe_key
 from ml_connector.errors import ConfigurationError, RecordError
 
 log = logging.getLogger(__name__)
 
 #: the inbox ``source`` of Track Alert events (the carrier's registry name)
-INBOX_SOURCE = "ups"
 #: secret names in the ledger's encrypted store
 CREDENTIAL = "webhook:ups:track_alert:credential"
 PREVIOUS_CREDENTIAL = "webhook:ups:track_alert:credential:previous"

@@ -88,11 +88,9 @@ class FulfilmentSettings(BaseModel):
     @classmethod
     def _known_erp(cls, value: str) -> str:
         try:
-            hook = registry.erp(value).load("hook")
+            registry.erp(value)  # the hook's capabilities are checked when a task builds it (no I/O code at parse)
         except ConfigurationError as exc:
             raise ValueError(exc.message) from None
-        if not hasattr(hook, "create_document"):
-            raise ValueError(f"ERP {value!r} cannot take orders back from ShipStation (its hook has no documents)")
         return value
 
     @property
@@ -147,6 +145,9 @@ class FulfilmentOperator(BaseOperator):
 
     def erp_hook(self, ledger):
         hook = registry.erp(self.settings.erp).load("hook")
+        if not hasattr(hook, "create_document"):
+            raise ConfigurationError(f"ERP {self.settings.erp!r} cannot take orders back from ShipStation (its hook "
+                                     "has no documents); set erp: business_central in this pipeline's settings")
         return hook(self.settings.erp_connection_id, ledger=ledger)
 
     def sync(self):
