@@ -12,12 +12,12 @@ import argparse
 import json
 import os
 import tempfile
-import threading
-import time
+from functools import partial
 
 os.environ.setdefault("ML_CONNECTOR_FERNET_KEYS", "lX5C3uTj1gQq2tqQnG3Yd5wq0J0nKkq8s4c2W6h3l7U=")
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ml-connector-bench-"))
 
+from bench.rate import spread_calls  # noqa: E402
 from ml_connector import http  # noqa: E402
 from ml_connector.erp.exact_online.hook import ExactOnlineHook  # noqa: E402
 from ml_connector.ledger import Ledger  # noqa: E402
@@ -28,6 +28,9 @@ from ml_connector_sandbox.testing import SandboxServer  # noqa: E402
 ITEM = "a1000000-0000-4000-8000-000000000001"
 
 
+RETRY = http.RetryPolicy(attempts=3, backoff=0.05)
+
+
 def run(calls: int, workers: int, minute_seconds: float, limit: int) -> dict[str, float]:
     with SandboxServer(["exact_online"]) as sandbox:
         sandbox.set_knobs("exact_online", minute_seconds=minute_seconds, minute_limit=limit)
@@ -36,31 +39,11 @@ def run(calls: int, workers: int, minute_seconds: float, limit: int) -> dict[str
             "password": EXACT_ONLINE_CLIENT_SECRET,
             "extra": {"division": "123456", "refresh_token": INITIAL_REFRESH_TOKEN}})
         ledger = Ledger(f"sqlite:///{tempfile.mkdtemp(prefix='ml-connector-bench-')}/ledger.db")
-        stamps: list[float] = []
-        lock = threading.Lock()
         ExactOnlineHook(ledger=ledger).get_token()  # one refresh, shared by the workers
-
-        def worker(n: int) -> None:
-            hook = ExactOnlineHook(ledger=ledger, retry=http.RetryPolicy(attempts=3, backoff=0.05))
-            for _ in range(n):
-                hook.get_item(ITEM)
-                with lock:
-                    stamps.append(time.time())
-
-        share = [calls // workers + (1 if i < calls % workers else 0) for i in range(workers)]
-        started = time.perf_counter()
-        threads = [threading.Thread(target=worker, args=(n,)) for n in share]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        result = spread_calls(lambda: partial(ExactOnlineHook(ledger=ledger, retry=RETRY).get_item, ITEM), calls,
+                              workers, minute_seconds)
         counters = sandbox.counters("exact_online")
-        windows: dict[int, int] = {}
-        for stamp in stamps:
-            windows[int(stamp // minute_seconds)] = windows.get(int(stamp // minute_seconds), 0) + 1
-        return {"calls": len(stamps), "elapsed": elapsed, "rate_limited": counters["rate_limited"],
-                "busiest": max(windows.values()), "refreshes": counters["token_refreshes"]}
+        return {**result, "rate_limited": counters["rate_limited"], "refreshes": counters["token_refreshes"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,17 +12,19 @@ import argparse
 import json
 import os
 import tempfile
-import threading
-import time
+from functools import partial
 
 os.environ.setdefault("ML_CONNECTOR_FERNET_KEYS", "lX5C3uTj1gQq2tqQnG3Yd5wq0J0nKkq8s4c2W6h3l7U=")
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="ml-connector-bench-"))
 
+from bench.rate import spread_calls  # noqa: E402
 from ml_connector import http  # noqa: E402
 from ml_connector.fulfilment.shipstation.hook import ShipStationHook  # noqa: E402
 from ml_connector.ledger import Ledger  # noqa: E402
 from ml_connector_sandbox.credentials import SHIPSTATION_API_KEY, SHIPSTATION_API_SECRET  # noqa: E402
 from ml_connector_sandbox.testing import SandboxServer  # noqa: E402
+
+RETRY = http.RetryPolicy(attempts=3, backoff=0.05)
 
 
 def run(calls: int, workers: int, minute_seconds: float, limit: int) -> dict[str, float]:
@@ -32,30 +34,9 @@ def run(calls: int, workers: int, minute_seconds: float, limit: int) -> dict[str
             "conn_type": "shipstation", "host": sandbox.url("shipstation"), "login": SHIPSTATION_API_KEY,
             "password": SHIPSTATION_API_SECRET, "extra": {"calls_per_minute": str(limit)}})
         ledger = Ledger(f"sqlite:///{tempfile.mkdtemp(prefix='ml-connector-bench-')}/ledger.db")
-        stamps: list[float] = []
-        lock = threading.Lock()
-
-        def worker(n: int) -> None:
-            hook = ShipStationHook(ledger=ledger, retry=http.RetryPolicy(attempts=3, backoff=0.05))
-            for _ in range(n):
-                hook.products_by_sku("1896-S")
-                with lock:
-                    stamps.append(time.time())
-
-        share = [calls // workers + (1 if i < calls % workers else 0) for i in range(workers)]
-        started = time.perf_counter()
-        threads = [threading.Thread(target=worker, args=(n,)) for n in share]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-        counters = sandbox.counters("shipstation")
-        windows: dict[int, int] = {}
-        for stamp in stamps:
-            windows[int(stamp // minute_seconds)] = windows.get(int(stamp // minute_seconds), 0) + 1
-        return {"calls": len(stamps), "elapsed": elapsed, "rate_limited": counters["rate_limited"],
-                "busiest": max(windows.values())}
+        result = spread_calls(lambda: partial(ShipStationHook(ledger=ledger, retry=RETRY).products_by_sku, "1896-S"),
+                              calls, workers, minute_seconds)
+        return {**result, "rate_limited": sandbox.counters("shipstation")["rate_limited"]}
 
 
 def main(argv: list[str] | None = None) -> int:

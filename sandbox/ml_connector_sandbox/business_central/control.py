@@ -56,35 +56,29 @@ def router(state: BusinessCentralState, build: EntityBuilder) -> APIRouter:
             doc = build.sales_order(order)
         return JSONResponse({k: doc[k] for k in ("@odata.etag", "id", "number", "status", "lastModifiedDateTime")})
 
-    @api.post("/items/touch")
-    async def touch_items(request: Request) -> JSONResponse:
-        """Set items' lastModifiedDateTime (``{"numbers": [...], "modified_at": iso}``; default all, now)."""
+    async def touch_records(request: Request, kind: str, records: dict, modified: dict) -> JSONResponse:
+        """Set records' lastModifiedDateTime (``{"numbers": [...], "modified_at": iso}``; default all, now)."""
         body = await request.json()
         at = datetime.fromisoformat(str(body.get("modified_at") or state.now().isoformat()).replace("Z", "+00:00"))
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
         with state.lock:
-            numbers = body.get("numbers") or list(state.items)
-            unknown = [n for n in numbers if n not in state.items]
+            numbers = body.get("numbers") or list(records)
+            unknown = [n for n in numbers if n not in records]
             if unknown:
-                return JSONResponse({"error": f"no items {unknown}"}, status_code=404)
+                return JSONResponse({"error": f"no {kind} {unknown}"}, status_code=404)
             for number in numbers:
-                state.item_modified[number] = at
+                modified[number] = at
         return JSONResponse({"touched": numbers})
+
+    @api.post("/items/touch")
+    async def touch_items(request: Request) -> JSONResponse:
+        """Set items' lastModifiedDateTime (``{"numbers": [...], "modified_at": iso}``; default all, now)."""
+        return await touch_records(request, "items", state.items, state.item_modified)
 
     @api.post("/customers/touch")
     async def touch_customers(request: Request) -> JSONResponse:
         """Set customers' lastModifiedDateTime (``{"numbers": [...], "modified_at": iso}``; default all, now)."""
-        body = await request.json()
-        at = datetime.fromisoformat(str(body.get("modified_at") or state.now().isoformat()).replace("Z", "+00:00"))
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        with state.lock:
-            numbers = body.get("numbers") or list(state.customers)
-            unknown = [n for n in numbers if n not in state.customers]
-            if unknown:
-                return JSONResponse({"error": f"no customers {unknown}"}, status_code=404)
-            for number in numbers:
-                state.customer_modified[number] = at
-        return JSONResponse({"touched": numbers})
+        return await touch_records(request, "customers", state.customers, state.customer_modified)
 
     @api.get("/invoices")
     def invoices_overview() -> list[dict[str, Any]]:
