@@ -116,7 +116,9 @@ def test_track_alert_end_to_end_through_the_api_server(pipeline_env, api_server,
     for number in numbers.values():
         sandbox.advance_ups_package(number, "in_transit")
     sent = requests.post(f"{ups}/_sandbox/ups/emit", timeout=60).json()["delivered"]
-    assert sent == 2 * len(numbers)  # origin and departure scans (the label came before the subscription)
+    # origin and departure scans; a label created within the emitter's one-second grace before its subscription
+    # (a fast run) is sent too: at most one more event per number
+    assert 2 * len(numbers) <= sent <= 3 * len(numbers)
     pending = ledger.inbox_pending("ups")
     assert len(pending) == sent
     replay = requests.post(url, data=pending[0]["payload"].encode(),
