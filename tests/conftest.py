@@ -38,6 +38,25 @@ def stop_group(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+def at_once_in_processes(n: int, target, *args) -> list[str]:
+    """Fork ``n`` processes running ``target(*args, barrier, errors)`` (each waits on ``barrier`` before the
+    step that must happen at the same moment and puts what went wrong into ``errors``); wait for them and return
+    their errors, plus one line per process that did not exit cleanly."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, errors = ctx.Barrier(n, timeout=120), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, errors)) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=180)
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    return failures + [f"process exited with {p.exitcode}" for p in procs if p.exitcode != 0]
+
+
 PG_BASE = os.environ.get("ML_CONNECTOR_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 

@@ -129,3 +129,16 @@ def test_parsing_a_dag_file_imports_no_io_code():
     assert result.returncode == 0, result.stderr[-3000:]
     added = json.loads(result.stdout.strip().splitlines()[-1])
     assert [m for m in added if m.startswith(NOT_AT_PARSE)] == []
+
+
+#: the task names users know, the same in every ERP -> carrier DAG (plus the run's verdict, ``report``)
+ERP_CARRIER_TASKS = {"extract_orders", "process_order.validate_address", "process_order.create_shipment",
+                     "process_order.writeback", "poll_tracking", "report"}
+
+
+def test_every_erp_to_carrier_dag_has_the_five_steps(parsed):
+    pipelines = yaml.safe_load((ROOT / "include" / "pipelines.yaml").read_text())
+    erp_carrier = [dag_id for dag_id, block in pipelines.items() if "fulfilment" not in block]
+    assert len(erp_carrier) >= 4
+    for dag_id in erp_carrier:
+        assert set(parsed["dags"][dag_id]["pools"]) == ERP_CARRIER_TASKS, dag_id

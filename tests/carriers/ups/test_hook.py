@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import UPS_ACCOUNT, ups_connection
+from tests.conftest import UPS_ACCOUNT, at_once_in_processes, ups_connection
 from tests.hooks.clock import MovableClock
 from tests.hooks.loopback import Answer, Loopback
 
@@ -265,20 +265,8 @@ def _token_in_process(ledger_url: str, conn_json: str, barrier, errors) -> None:
 @pytest.mark.xdist_group("many_processes")  # together they would pass PostgreSQL's 100 connections
 def test_fifty_worker_processes_make_one_token_request(ups, ledger_url):
     """50 processes (like 50 Celery/Kubernetes task workers) find no token at the same moment."""
-    ctx = mp.get_context("fork")
-    n = 50
-    barrier, errors = ctx.Barrier(n, timeout=120), ctx.Queue()
     Ledger(ledger_url)  # create the schema once, as the first task would
-    conn = ups_connection(ups.url("ups"))
-    procs = [ctx.Process(target=_token_in_process, args=(ledger_url, conn, barrier, errors)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=180)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    assert failures == [] and [p.exitcode for p in procs] == [0] * n
+    assert at_once_in_processes(50, _token_in_process, ledger_url, ups_connection(ups.url("ups"))) == []
     assert ups.counters("ups")["tokens_issued"] == 1
 
 

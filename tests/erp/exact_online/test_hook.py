@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import requests
+from tests.conftest import at_once_in_processes
 from tests.erp.exact_online.conftest import DIVISION, exact_connection
 
 from ml_connector import http
@@ -45,20 +46,8 @@ def _token_in_process(ledger_url: str, conn_json: str, barrier, errors) -> None:
 
 @pytest.mark.xdist_group("many_processes")
 def test_twenty_concurrent_tasks_make_exactly_one_refresh_and_store_the_newest_token(exact, ledger_url):
-    ctx = mp.get_context("fork")
-    n = 20
-    barrier, errors = ctx.Barrier(n, timeout=120), ctx.Queue()
     Ledger(ledger_url)
-    conn = exact_connection(exact.url("exact_online"))
-    procs = [ctx.Process(target=_token_in_process, args=(ledger_url, conn, barrier, errors)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=180)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    assert failures == [] and [p.exitcode for p in procs] == [0] * n
+    assert at_once_in_processes(20, _token_in_process, ledger_url, exact_connection(exact.url("exact_online"))) == []
     counters = exact.counters("exact_online")
     assert counters["token_refreshes"] == 1 and counters["token_refused"] == 0
     hook = ExactOnlineHook(ledger=Ledger(ledger_url))
