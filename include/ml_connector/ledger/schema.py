@@ -253,3 +253,16 @@ fulfilment_records = sa.Table(
     sa.Column("detail", sa.Text),  # the reason of an error, or the tracking number booked
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# revision 0007 (throughput): the calls each running task has in flight against one API account, so that every
+# lane, DAG and worker sharing the account stays within one in-flight budget (``ledger/in_flight.py``). One row
+# per (api, holder); the row with holder "" is the lock anchor of its api (no slots, never expires). A holder
+# renews its row while it works; a row whose holder died expires at ``expires_at`` (epoch seconds).
+in_flight = sa.Table(
+    "ml_in_flight",
+    metadata,
+    sa.Column("api", sa.String(250), primary_key=True),
+    sa.Column("holder", sa.String(250), primary_key=True),
+    sa.Column("slots", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("expires_at", sa.Float),
+)

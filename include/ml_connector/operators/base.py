@@ -1,9 +1,9 @@
 """What the pipeline operators share: the retry policy, lanes, and per-order outcome reporting.
 
 A *lane* is one map index of the ``process_order`` task group. It carries one order when a run is small, or a
-batch of orders when a run has more orders than ``max_lanes`` (Airflow's ``max_map_length`` is 1024 and every
-task instance costs scheduler time). Inside a lane the orders are worked concurrently with bounded concurrency;
-one order's permanent failure quarantines that order only; the lane then reports it (red in the grid, with the
+batch of orders when a run has more than ``lane_per_order_up_to`` orders (every task instance costs scheduler
+time and a process). Inside a lane the orders are worked concurrently, as many calls at once as the lane holds of
+the API account's in-flight budget (:mod:`ml_connector.operators.in_flight`); one order's permanent failure quarantines that order only; the lane then reports it (red in the grid, with the
 reason) after the other orders finished. Retrying or clearing a lane redoes only unfinished orders: the ledger
 knows which. A lane that fails says why in an XCom (:data:`LANE_OUTCOME_KEY`), so that the run's ``report``
 step can tell a lane that only quarantined orders from one that failed on configuration or transient errors.
@@ -12,8 +12,8 @@ step can tell a lane that only quarantined orders from one that failed on config
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ml_connector import registry
 from ml_connector.errors import AuthenticationError, ConfigurationError, PermanentError, RetryableError
 from ml_connector.ledger import Ledger, ShipmentRow
+from ml_connector.operators.in_flight import SharedBudget, work_within
 from ml_connector.service import AlreadyQuarantined, NothingToDo, ShipmentService
 from ml_connector.settings import PipelineSettings
 
@@ -60,34 +61,16 @@ def lane_label(numbers: Sequence[str], *, shown: int = 3) -> str:
     return f"{', '.join(numbers[:shown])} +{len(numbers) - shown} more"
 
 
-@dataclass(frozen=True)
-class InFlightBudget:
-    """How many calls one pipeline run keeps in flight at once per external API (UPS, the ERP...): the
-    ``api_budget`` setting. Tasks that run at the same time split it: a task that is one of ``parts`` running
-    together works with :meth:`share` threads, so that however the steps overlap, no API sees more than
-    ``per_api`` calls of this run at once. ``poll_tracking`` (one task) may take it whole: ``share(1)``.
-    """
-
-    per_api: int
-
-    def share(self, parts: int = 1) -> int:
-        """Threads for one of ``parts`` tasks running at once (at least 1)."""
-        return max(1, self.per_api // max(1, parts))
-
-
-def in_flight_budget(settings: PipelineSettings) -> InFlightBudget:
-    """The pipeline's :class:`InFlightBudget` (``api_budget``, default 16 per API)."""
-    return InFlightBudget(settings.api_budget)
-
-
 def make_lanes(rows: Sequence[ShipmentRow], max_lanes: int, *, one_per_order_up_to: int | None = None,
-               parallel_lanes: int | None = None, budget: InFlightBudget | None = None) -> list[Lane]:
+               parallel_lanes: int | None = None, budget: int | None = None) -> list[Lane]:
     """Cut a run's orders into lanes (consecutive orders share a lane, so lane names stay readable).
 
     Adaptive (``one_per_order_up_to`` given): up to that many orders, one order per lane (each its own grid
-    cell); beyond it, ``parallel_lanes`` lanes (at most ``max_lanes``), each working its orders with an equal
-    share of the in-flight ``budget`` (``lane["concurrency"]`` threads). Without it: one order per lane up to
-    ``max_lanes`` orders, beyond that orders spread evenly over ``max_lanes`` lanes."""
+    cell); beyond it, ``parallel_lanes`` lanes (at most ``max_lanes``). Without it: one order per lane up to
+    ``max_lanes`` orders, beyond that orders spread evenly over ``max_lanes`` lanes. With the in-flight
+    ``budget`` (``api_budget``) a lane may use up to that many threads (``lane["concurrency"]``, never more than
+    its orders); how many of them call an API at once is what the lane holds of the account's shared budget
+    (:mod:`ml_connector.operators.in_flight`)."""
     if not rows:
         return []
     if one_per_order_up_to is None:
@@ -103,7 +86,7 @@ def make_lanes(rows: Sequence[ShipmentRow], max_lanes: int, *, one_per_order_up_
         lane: Lane = {"label": lane_label([r.order_number for r in chunk]),
                       "orders": [[r.id, r.order_number] for r in chunk]}
         if budget is not None:
-            lane["concurrency"] = min(len(chunk), budget.share(len(chunks)))
+            lane["concurrency"] = min(len(chunk), budget)
         lanes.append(lane)
     return lanes
 
@@ -170,6 +153,14 @@ class PipelineOperator(BaseOperator):
             except Exception as exc:  # a failed logoff must not hide the task's own outcome
                 self.log.warning("closing the %s session failed: %s", self.settings.erp, exc)
 
+    def shared_budget(self, api: str) -> SharedBudget:
+        """This task's hold on the in-flight budget (``api_budget``) of the pipeline's ``"carrier"`` or ``"erp"``
+        account, shared through the ledger with every task calling the same connection."""
+        vendor, conn_id = ((self.settings.carrier, self.settings.carrier_connection_id) if api == "carrier"
+                           else (self.settings.erp, self.settings.erp_connection_id))
+        return SharedBudget(self.ledger, f"{vendor}:{conn_id}", f"{self.pipeline_id}/{self.task_id}/{uuid.uuid4().hex[:12]}",
+                            self.settings.api_budget)
+
     def service(self, context: Any, **kwargs: Any) -> ShipmentService:
         """The exactly-once service for this task instance."""
         return ShipmentService(self.ledger, self.carrier(), actor=self.actor(context),
@@ -190,6 +181,8 @@ class LaneOperator(PipelineOperator):
     """
 
     step: str = "lane"
+    #: the account whose in-flight budget the step's calls count against: ``"carrier"`` or ``"erp"``
+    api: str = "carrier"
     # a template field, so that the process_order group's mapped argument is resolved per map index
     template_fields = ("lane",)
 
@@ -236,11 +229,15 @@ class LaneOperator(PipelineOperator):
                 self.ledger.record_error(row.id, step=self.step, error=exc, actor=actor)
                 return "retry", (row.order_number, exc)
 
-        # the lane's share of the run's in-flight budget (lanes made before it existed: lane_concurrency)
-        workers = min(self.lane.get("concurrency") or self.settings.lane_concurrency, max(1, len(rows)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.step) as pool:
-            for kind, payload in pool.map(work, rows):
-                getattr(report, kind).append(payload)
+        # up to the lane's threads (lanes made by an older release: lane_concurrency), as many at once as the lane
+        # holds of the account's in-flight budget
+        threads = self.lane.get("concurrency") or self.settings.lane_concurrency
+        budget = self.shared_budget(self.api)
+        for kind, payload in work_within(rows, work, threads=threads, budget=budget, name=self.step):
+            getattr(report, kind).append(payload)
+        if len(rows) > 1:
+            self.log.info("%d order(s) worked with up to %d call(s) in flight (%s)", len(rows), budget.most_held,
+                          budget.api)
         return report
 
     def _quarantine(self, row: ShipmentRow, exc: PermanentError, actor: str) -> None:

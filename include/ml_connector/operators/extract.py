@@ -8,7 +8,7 @@ from typing import Any
 
 from ml_connector.erp.protocol import ExtractFailure
 from ml_connector.ledger import ShipmentState
-from ml_connector.operators.base import Lane, PipelineOperator, in_flight_budget, make_lanes
+from ml_connector.operators.base import Lane, PipelineOperator, make_lanes
 
 #: Documents in these states need nothing more from a lane (tracking is poll_tracking's job).
 _NOTHING_LEFT = frozenset({ShipmentState.WRITTEN_BACK, ShipmentState.IN_TRANSIT, ShipmentState.DELIVERED,
@@ -77,7 +77,7 @@ class ExtractOrdersOperator(PipelineOperator):
             self.log.info("re-queued %s left in '%s' by an earlier run", row.order_number, row.state.value)
         rows = sorted(seen.values(), key=lambda r: r.order_number) + leftovers
         lanes = make_lanes(rows, self.settings.max_lanes, one_per_order_up_to=self.settings.lane_per_order_up_to,
-                           parallel_lanes=self.settings.parallel_lanes, budget=in_flight_budget(self.settings))
+                           parallel_lanes=self.settings.parallel_lanes, budget=self.settings.api_budget)
         counts.update(requeued=len(leftovers), lanes=len(lanes))
         self.log.info("%d order(s) read (%d new, %d unreadable, %d already done), %d re-queued -> %d lane(s)",
                       counts["orders"], counts["new"], counts["unreadable"], counts["already_done"],

@@ -100,6 +100,7 @@ class WritebackOperator(LaneOperator):
     error, so the next run (or clearing this task) replays it without buying a new label."""
 
     step = "writeback"
+    api = "erp"
 
     def before_lane(self, context: Any) -> None:
         self.shipments = self.service(context, load_label=_load_label)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +35,8 @@ from ml_connector.errors import ConnectorError, PermanentError, RecordError, Ret
 from ml_connector.ledger import Ledger, ShipmentRow, ShipmentState
 from ml_connector.ledger.tracking import PackageTracking, Subscription
 from ml_connector.models import TrackingEvent, TrackingResult, TrackingStatus
-from ml_connector.operators.base import PipelineOperator, in_flight_budget
+from ml_connector.operators.base import PipelineOperator
+from ml_connector.operators.in_flight import work_within
 from ml_connector.settings import PipelineSettings
 
 #: Tracking status -> ledger state. Statuses not listed (label created, not found, unknown) change nothing.
@@ -318,14 +318,14 @@ class PollTrackingOperator(PipelineOperator):
 
         errors: list[str] = []
         polled = 0
-        with ThreadPoolExecutor(max_workers=in_flight_budget(self.settings).share(1)) as pool:
-            for number, error in pool.map(follow, numbers):
-                if error is not None:
-                    if isinstance(error, PermanentError) and not isinstance(error, RecordError):
-                        raise error  # configuration or credentials: the task fails, nothing else is tried
-                    errors.append(f"{number}: {error}")
-                    continue
-                polled += 1
+        for number, error in work_within(numbers, follow, threads=self.settings.api_budget,
+                                         budget=self.shared_budget("carrier"), name="track"):
+            if error is not None:
+                if isinstance(error, PermanentError) and not isinstance(error, RecordError):
+                    raise error  # configuration or credentials: the task fails, nothing else is tried
+                errors.append(f"{number}: {error}")
+                continue
+            polled += 1
         return polled, errors
 
     def _proof_of_delivery(self, carrier: Carrier, numbers: list[str], tracking: dict[str, PackageTracking],
@@ -357,8 +357,8 @@ class PollTrackingOperator(PipelineOperator):
     # -- the ERP --------------------------------------------------------------------------------------------
     def _write_statuses(self, rows: list[ShipmentRow], tracking: dict[str, PackageTracking],
                         actor: str) -> tuple[int, list[str]]:
-        """Write each changed status to the ERP and the ledger, the run's in-flight budget (``api_budget``) at a time (ERP writes are
-        calls too: a thousand deliveries must not wait for each other)."""
+        """Write each changed status to the ERP and the ledger, as many at once as this task holds of the ERP
+        account's in-flight budget (ERP writes are calls too: a thousand deliveries must not wait for each other)."""
         changed: list[tuple[ShipmentRow, TrackingResult, ShipmentState]] = []
         for row in rows:
             results = [r for r in (stored_result(self.ledger, n, tracking.get(n), with_events=False)
@@ -392,8 +392,8 @@ class PollTrackingOperator(PipelineOperator):
                 return f"{row.order_number}: {exc}"
             return None
 
-        with ThreadPoolExecutor(max_workers=in_flight_budget(self.settings).share(1)) as pool:
-            failures = [f for f in pool.map(apply, changed) if f]
+        failures = [f for f in work_within(changed, apply, threads=self.settings.api_budget,
+                                           budget=self.shared_budget("erp"), name="status") if f]
         return len(changed) - len(failures), failures
 
 
