@@ -123,6 +123,33 @@ def test_the_extract_is_registered_in_one_transaction(ledger, commits):
     assert [r.id for r, _ in again] == [r.id for r, _ in registered[:30]]
 
 
+def test_new_orders_are_registered_with_a_few_statements_per_batch_whatever_its_size(ledger):
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(ledger.engine, "before_cursor_execute", count)
+    try:
+        registered = ledger.register_orders(PIPELINE, [make_order(f"SO-{i}") for i in range(200)], actor="run/x")
+    finally:
+        sa.event.remove(ledger.engine, "before_cursor_execute", count)
+    assert all(created for _row, created in registered) and len({r.id for r, _ in registered}) == 200
+    ours = [s for s in statements if "ml_shipments" in s or "ml_audit_log" in s]
+    assert len(ours) <= 4  # which exist, insert them, read them back, audit them
+    trail = ledger.audit_trail(registered[123][0].id)
+    assert [(a["step"], a["outcome"], a["to_state"]) for a in trail] == [("extract_orders", "ok", "extracted")]
+
+
+def test_an_extract_mixing_known_new_and_repeated_documents(ledger):
+    (first, _), = ledger.register_orders(PIPELINE, [make_order("SO-1")], actor="run1/x")
+    changed = make_order("SO-1").model_copy(update={"ship_method": "NEXT_DAY"})
+    registered = ledger.register_orders(PIPELINE, [changed, make_order("SO-2"), make_order("SO-2")], actor="run2/x")
+    assert [created for _row, created in registered] == [False, True, False]
+    assert registered[0][0].id == first.id and registered[0][0].order.ship_method == "NEXT_DAY"
+    assert registered[1][0].id == registered[2][0].id
+
+
 def test_a_lane_reads_its_rows_in_one_query(ledger):
     ids = [ledger.register_order(PIPELINE, make_order(f"SO-{i}"))[0].id for i in range(5)]
     assert [r.id for r in ledger.get_many(list(reversed(ids)))] == list(reversed(ids))

@@ -77,10 +77,10 @@ class PipelineSettings(BaseModel):
     # lanes and retries
     max_lanes: int = Field(50, ge=1, le=1024)
     lane_concurrency: int = Field(4, ge=1, le=32)
-    # throughput (see operators/base.py, "Lanes and the in-flight budget"): a run of up to
-    # `lane_per_order_up_to` orders gets one lane per order; a bigger one gets `parallel_lanes` lanes (the worker
-    # slots its steps may take at once), each working its orders with an equal share of `api_budget`, the calls
-    # in flight at once per external API (UPS, the ERP) for the whole run
+    # throughput (docs/architecture.md, "Throughput"): a run of up to `lane_per_order_up_to` orders gets one lane
+    # per order; a bigger one gets `parallel_lanes` lanes. `api_budget` is the calls in flight at once per API
+    # account (carrier or ERP connection), held in the ledger and shared by every task calling that account
+    # (operators/in_flight.py): lanes take turns at it
     api_budget: int = Field(16, ge=1, le=256)
     lane_per_order_up_to: int = Field(16, ge=0, le=1024)
     parallel_lanes: int = Field(4, ge=1, le=1024)

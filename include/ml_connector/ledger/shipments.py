@@ -177,21 +177,61 @@ class ShipmentsMixin(AuditMixin):
                         batch: int = 500) -> list[tuple[ShipmentRow, bool]]:
         """Record a whole extract: :meth:`register_order` for each :class:`~ml_connector.models.Order` and
         :meth:`register_failure` for each unreadable document (an object with ``erp``, ``erp_id``, ``number``,
-        ``modified_at`` and ``error``), ``batch`` documents per transaction instead of one each. Returns
+        ``modified_at`` and ``error``), ``batch`` documents per transaction instead of one each. Orders the ledger
+        has never seen are inserted, read back and audited with one statement each per batch. Returns
         ``(row, created)`` per item, in order (``created`` is false for failures)."""
         items = list(items)
         out: list[tuple[ShipmentRow, bool]] = []
         for start in range(0, len(items), batch):
             with self.write(durable=False) as conn:  # lost on a power cut: the next run extracts it again
-                for item in items[start:start + batch]:
+                chunk = items[start:start + batch]
+                created = self._register_new_orders(conn, pipeline, [i for i in chunk if isinstance(i, Order)],
+                                                    actor=actor)
+                for item in chunk:
                     if isinstance(item, Order):
-                        out.append(self._register_order(conn, pipeline, item, actor=actor))
+                        known = created.pop(item.erp_id, None)  # a document listed twice: once created
+                        out.append((known, True) if known is not None
+                                   else self._register_order(conn, pipeline, item, actor=actor))
                     else:
                         modified = item.modified_at.isoformat() if item.modified_at else None
                         out.append((self._register_failure(
                             conn, pipeline, erp=item.erp, erp_id=item.erp_id, order_number=item.number,
                             modified_at=modified, error=item.error, actor=actor), False))
         return out
+
+    def _register_new_orders(self, conn: Connection, pipeline: str, orders: list[Order], *,
+                             actor: str | None) -> dict[str, ShipmentRow]:
+        """Insert the ``orders`` this pipeline has no row for (one statement), read them back and audit them; the
+        rows this call created, by ERP id. Orders seen before (or inserted by someone else meanwhile) are left
+        to :meth:`_register_order`."""
+        t = schema.shipments
+        unique = {o.erp_id: o for o in orders}
+        if not unique:
+            return {}
+        ids = list(unique)
+        existing = set(conn.execute(sa.select(t.c.erp_id).where(t.c.pipeline == pipeline,
+                                                                t.c.erp_id.in_(ids))).scalars())
+        new = [unique[i] for i in ids if i not in existing]
+        if not new:
+            return {}
+        conn.execute(self._insert(t).on_conflict_do_nothing(index_elements=["pipeline", "erp_id"]), [
+            {"pipeline": pipeline, "erp": o.erp, "erp_id": o.erp_id, "order_number": o.number,
+             "state": ShipmentState.EXTRACTED.value, "order_json": o.model_dump(mode="json"),
+             "order_modified_at": o.modified_at.isoformat() if o.modified_at else None, "last_run_id": actor}
+            for o in new])
+        rows = {}
+        for mapping in conn.execute(self._lock(sa.select(t).where(
+                t.c.pipeline == pipeline, t.c.erp_id.in_([o.erp_id for o in new])))).mappings():
+            row = ShipmentRow.from_mapping(mapping)
+            # a row another extract inserted between our select and insert is not ours to call created
+            if row.state is ShipmentState.EXTRACTED and row.last_run_id == actor:
+                rows[row.erp_id] = row
+        if rows:
+            conn.execute(schema.audit_log.insert(), [
+                {"shipment_pk": r.id, "pipeline": r.pipeline, "order_number": r.order_number,
+                 "step": "extract_orders", "outcome": "ok", "to_state": r.state.value,
+                 "message": f"extracted {r.order_number}", "actor": actor} for r in rows.values()])
+        return rows
 
     def register_order(self, pipeline: str, order: Order, *, actor: str | None = None) -> tuple[ShipmentRow, bool]:
         """Record an extracted order; returns ``(row, created)``.

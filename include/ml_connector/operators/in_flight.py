@@ -135,7 +135,7 @@ def work_within(items: Sequence[T], work: Callable[[T], R], *, threads: int, bud
                     return
                 now = budget.clock()
                 shrink = want * 2 <= granted
-                if (granted < want and budget.free() > 0) or shrink \
+                if (granted < want and budget.free() > granted) or shrink \
                         or now - renewed >= budget.lease_seconds / 3:
                     granted = budget.hold(want if granted < want or shrink else granted, keep=min(gate.active, want))
                     renewed = now
