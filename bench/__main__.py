@@ -33,6 +33,8 @@ def table(result: Result) -> str:
         "  task durations (s): " + ", ".join(f"{t.split('.')[-1]} {v['count']}x sum {v['sum']} max {v['max']}"
                                              for t, v in result.task_durations.items()),
         f"  token requests: UPS {result.tokens.get('ups')}, Entra {result.tokens.get('entra')}",
+        f"  most calls in flight at once: UPS {result.most_in_flight.get('ups')}, Business Central "
+        f"{result.most_in_flight.get('business_central')} (budget {result.budget} per API)",
         f"  ledger: {d['ledger_transactions_per_order']} write transactions per order "
         f"({result.ledger_transactions} writes, {result.ledger_reads} reads)",
         f"  duplicates {result.duplicates}, lost {result.lost}",

@@ -12,7 +12,8 @@ every process group is stopped (SIGTERM, then SIGKILL), by its id.
 Measured per N: wall time, orders/min, API calls per order by endpoint, token requests, task instances (and the
 sum of their durations), peak RSS per kind of process, ledger transactions per order (every process writes one
 byte per commit to a file named by ``ML_CONNECTOR_LEDGER_COMMIT_LOG``), duplicates (UPS labels per order
-reference over 1) and lost orders (seeded orders without a 1Z written back in Business Central).
+reference over 1), lost orders (seeded orders without a 1Z written back in Business Central) and the most calls
+each sandbox answered at once (never more than the in-flight budget, ``api_budget``).
 The floor is ``sum(API calls x latency) / in-flight budget`` (per-API budget, default 16).
 """
 
@@ -138,6 +139,7 @@ class Result:
     state: str = ""
     calls: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
+    most_in_flight: dict[str, int] = field(default_factory=dict)  # per API: the most calls its sandbox answered at once
     task_instances: int = 0
     task_seconds: float = 0.0
     tasks_by_state: dict[str, int] = field(default_factory=dict)
@@ -344,6 +346,7 @@ class Bench:
         ups = requests.get(f"{self.urls['ups']}/_sandbox/counters", timeout=30).json()
         bc = requests.get(f"{self.urls['business_central']}/_sandbox/counters", timeout=30).json()
         result.tokens = {"ups": ups.get("tokens_issued", 0), "entra": bc.get("tokens_issued", 0)}
+        result.most_in_flight = {"ups": ups.get("most_in_flight", 0), "business_central": bc.get("most_in_flight", 0)}
         by_reference = ups.get("labels_by_reference", {})
         result.duplicates = sum(max(0, count - 1) for ref, count in by_reference.items() if ref.startswith("BENCH-"))
         orders = requests.get(f"{self.urls['business_central']}/_sandbox/business_central/orders", timeout=60).json()

@@ -169,3 +169,11 @@ def test_an_unreachable_ledger_fails_the_work_instead_of_hanging():
 def test_without_a_budget_it_is_a_thread_pool():
     assert work_within([3, 1, 2], lambda i: i * 2, threads=8, budget=None) == [6, 2, 4]
     assert work_within([], lambda i: i, threads=8, budget=None) == []
+
+
+def test_a_single_call_waits_for_a_slot_and_gives_it_back(ledger):
+    in_flight.hold(ledger, API, "busy-lane", want=16, budget=16, now=time.time(), ttl=0.6)
+    single = budget(ledger, "ship-from")
+    assert single.call(lambda: "warehouse") == "warehouse"  # once the busy lane's hold lapsed
+    assert single.most_held == 1
+    assert in_flight.holders(ledger, API, now=time.time()) == {}

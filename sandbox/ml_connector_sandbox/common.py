@@ -77,6 +77,8 @@ class SandboxState:
         "rate_limited": 0,
         "connections_dropped": 0,
         "validation_errors": 0,
+        "in_flight": 0,             # API requests being answered now
+        "most_in_flight": 0,        # the most API requests answered at once (clients' concurrency, as the vendor sees it)
     }
 
     def __init__(self) -> None:
@@ -162,6 +164,12 @@ class SandboxState:
             else:
                 per_key = self.counters.setdefault(counter, {})
                 per_key[key] = per_key.get(key, 0) + by
+
+    def enter_request(self) -> None:
+        """Count one API request being answered (``in_flight``) and keep the peak (``most_in_flight``)."""
+        with self.lock:
+            self.counters["in_flight"] = self.counters.get("in_flight", 0) + 1
+            self.counters["most_in_flight"] = max(self.counters.get("most_in_flight", 0), self.counters["in_flight"])
 
     def counters_snapshot(self) -> dict[str, Any]:
         """A deep copy of the counters, safe to serialise."""
@@ -273,6 +281,13 @@ class SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         self.state.increment("api_requests")
+        self.state.enter_request()
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.state.increment("in_flight", -1)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         latency_ms = self.state.knob("latency_ms")
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from tests.dags.conftest import (
     states,
 )
 
-from ml_connector.ledger import Ledger, ShipmentState
+from ml_connector.ledger import Ledger, ShipmentState, in_flight
 
 GOOD = ["S-ORD101001", "S-ORD101002", "S-ORD101003", "S-ORD101004", "S-ORD101005", "S-ORD101009", "S-ORD101010"]
 # full DAG runs share one metadata DB per worker: keep them on one worker (make test uses --dist loadgroup)
@@ -74,6 +75,9 @@ def test_run_labels_good_orders_once_and_quarantines_broken_ones(pipeline_env):
         assert lanes[("validate_address", number)] == "failed"
         assert lanes[("create_shipment", number)] == "skipped"
     assert sandbox.validation_errors("ups") == []
+    # every task gave back the slots it held of each account's in-flight budget
+    for api in ("ups:ups_default", "business_central:business_central_default"):
+        assert in_flight.holders(ledger, api, now=time.time()) == {}
 
 
 def test_same_interval_again_buys_no_label(pipeline_env):

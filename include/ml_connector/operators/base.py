@@ -149,7 +149,7 @@ class PipelineOperator(BaseOperator):
         while self._opened:
             source = self._opened.pop()
             try:
-                source.close()
+                source.close()  # a logoff (Acumatica, SYSPRO) is the one call outside the in-flight budget
             except Exception as exc:  # a failed logoff must not hide the task's own outcome
                 self.log.warning("closing the %s session failed: %s", self.settings.erp, exc)
 

@@ -51,10 +51,11 @@ class ExtractOrdersOperator(PipelineOperator):
                       end.isoformat())
         seen, counts = {}, {"orders": 0, "new": 0, "unreadable": 0, "already_done": 0}
         pushes = self.ledger.inbox_pending(source.push_source) if source.push_source else []
-        items = list(source.extract(start, end))
+        erp = self.shared_budget("erp")  # the pages are read one at a time: one slot of the ERP's budget
+        items = erp.call(lambda: list(source.extract(start, end)))
         if pushes:  # documents named by push notifications are read now, whatever their modification time
             self.log.info("%d push notification(s) waiting: reading the documents they name", len(pushes))
-            items += list(source.pushed([json.loads(p["payload"]) for p in pushes]))
+            items += erp.call(lambda: list(source.pushed([json.loads(p["payload"]) for p in pushes])))
         for item in items:
             if isinstance(item, ExtractFailure):
                 self.log.error("order %s cannot be shipped: %s", item.number, item.error)

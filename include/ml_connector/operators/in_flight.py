@@ -67,6 +67,11 @@ class SharedBudget:
     def release(self) -> None:
         in_flight.release(self.ledger, self.api, self.holder)
 
+    def call(self, fn: Callable[[], R]) -> R:
+        """``fn()`` while holding one slot (waited for like any item of :func:`work_within`): a task's calls outside
+        its items, e.g. the ship-from read, an extract's pages (one at a time), a logoff."""
+        return work_within([fn], lambda f: f(), threads=1, budget=self, name="call")[0]
+
 
 class _Gate:
     """At most ``limit`` callers inside at once; the limit moves while callers wait."""

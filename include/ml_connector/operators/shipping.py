@@ -50,8 +50,9 @@ class CreateShipmentOperator(LaneOperator):
         self.shipments = self.service(context, store_label=self._store_label,
                                       settle_window_seconds=self.settings.settle_window_hours * 3600,
                                       lookup_backoff_seconds=self.settings.lookup_backoff_seconds)
-        # once per lane, before any order: a wrong ship-from is configuration and fails the task
-        self.shipper = self.source().ship_from()
+        # once per lane, before any order: a wrong ship-from is configuration and fails the task (an ERP call: it
+        # holds a slot of the ERP's in-flight budget)
+        self.shipper = self.shared_budget("erp").call(self.source().ship_from)
 
     def process(self, row: ShipmentRow, context: Any) -> dict[str, Any]:
         outcome = self.shipments.create(row, shipper=self.shipper)

@@ -258,7 +258,7 @@ class PollTrackingOperator(PipelineOperator):
         if not name:
             return 0
         try:
-            results = carrier.pull_tracking(name)
+            results = self.shared_budget("carrier").call(lambda: carrier.pull_tracking(name))
         except ConnectorError as exc:
             self.log.warning("Quantum View subscription %s could not be read: %s", name, exc)
             return 0
@@ -284,8 +284,8 @@ class PollTrackingOperator(PipelineOperator):
             self.ledger.mark_subscriptions(ended, status="ended")
         if not due:
             return {"subscribed": 0, "subscribe_failed": 0}
-        outcome = carrier.subscribe_tracking(due, style=style, url=self.settings.track_alert_url,
-                                             kind=self.settings.track_alert_kind)
+        outcome = self.shared_budget("carrier").call(lambda: carrier.subscribe_tracking(
+            due, style=style, url=self.settings.track_alert_url, kind=self.settings.track_alert_kind))
         if outcome.accepted:
             self.ledger.record_subscriptions(outcome.accepted, pipeline=self.pipeline_id, expires_at=now + lifetime,
                                              style=style, now=now)
