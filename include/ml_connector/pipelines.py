@@ -50,8 +50,9 @@ Every {schedule!r} ({timezone}) this DAG reads the released orders modified in t
 (minus {overlap} min of overlap), buys one {carrier_name} label per order and writes the tracking number back on the order;
 `poll_tracking` then moves the delivery status along from {carrier_name} scans.
 
-* **Lanes**: each map index of `process_order` is one order (or a batch when a run has more than
-  {max_lanes} orders), named after its order number(s). A red lane names each failed order and why; the
+* **Lanes**: each map index of `process_order` is one order (or one of {parallel_lanes} batches when a run has
+  more than {lane_per_order_up_to} orders), named after its order number(s). Lanes take turns at each API's
+  in-flight budget ({api_budget} calls at once per connection, shared with every DAG using it). A red lane names each failed order and why; the
   ledger row of a bad order is `quarantined` with the same reason and is tried again once the order changes
   in the ERP.
 * **Red or green**: `report` runs last and fails the run when the pipeline failed (orders could not be read,
@@ -79,7 +80,8 @@ def build_erp_ups_dag(dag_id: str, settings: PipelineSettings, **dag_kwargs: Any
                        if settings.fail_run_on_quarantine else
                        "; new quarantines are listed but keep the run green (`fail_run_on_quarantine: false`)")
     doc = DOC.format(erp_name=erp.display_name, carrier_name=carrier.display_name, schedule=settings.schedule,
-                     timezone=settings.timezone, overlap=settings.overlap_minutes, max_lanes=settings.max_lanes,
+                     timezone=settings.timezone, overlap=settings.overlap_minutes, parallel_lanes=min(settings.parallel_lanes, settings.max_lanes),
+                     lane_per_order_up_to=settings.lane_per_order_up_to, api_budget=settings.api_budget,
                      dag_id=dag_id, erp_conn=settings.erp_connection_id, carrier_conn=settings.carrier_connection_id,
                      ledger=settings.ledger_conn_id, quarantine_rule=quarantine_rule)
     options: dict[str, Any] = dict(
