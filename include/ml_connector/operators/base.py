@@ -3,8 +3,9 @@
 A *lane* is one map index of the ``process_order`` task group. It carries one order when a run is small, or a
 batch of orders when a run has more than ``lane_per_order_up_to`` orders (every task instance costs scheduler
 time and a process). Inside a lane the orders are worked concurrently, as many calls at once as the lane holds of
-the API account's in-flight budget (:mod:`ml_connector.operators.in_flight`); one order's permanent failure quarantines that order only; the lane then reports it (red in the grid, with the
-reason) after the other orders finished. Retrying or clearing a lane redoes only unfinished orders: the ledger
+the API account's in-flight budget (:mod:`ml_connector.operators.in_flight`); one order's permanent failure
+quarantines that order only; the lane then reports it (red in the grid, with the reason) after the other orders
+finished. Retrying or clearing a lane redoes only unfinished orders: the ledger
 knows which. A lane that fails says why in an XCom (:data:`LANE_OUTCOME_KEY`), so that the run's ``report``
 step can tell a lane that only quarantined orders from one that failed on configuration or transient errors.
 """
@@ -158,8 +159,8 @@ class PipelineOperator(BaseOperator):
         account, shared through the ledger with every task calling the same connection."""
         vendor, conn_id = ((self.settings.carrier, self.settings.carrier_connection_id) if api == "carrier"
                            else (self.settings.erp, self.settings.erp_connection_id))
-        return SharedBudget(self.ledger, f"{vendor}:{conn_id}", f"{self.pipeline_id}/{self.task_id}/{uuid.uuid4().hex[:12]}",
-                            self.settings.api_budget)
+        holder = f"{self.pipeline_id}/{self.task_id}/{uuid.uuid4().hex[:12]}"  # unique per hold, readable
+        return SharedBudget(self.ledger, f"{vendor}:{conn_id}", holder, self.settings.api_budget)
 
     def service(self, context: Any, **kwargs: Any) -> ShipmentService:
         """The exactly-once service for this task instance."""
