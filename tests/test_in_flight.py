@@ -46,8 +46,10 @@ def test_calls_in_flight_are_kept_even_over_a_smaller_budget(ledger):
     # another DAG on the same account with a smaller budget takes nothing while 8 or more are held
     assert in_flight.hold(ledger, API, "b", want=4, budget=8, now=now, ttl=30) == 0
     assert in_flight.hold(ledger, API, "b", want=6, budget=16, now=now, ttl=30) == 6
-    # a holder never loses the calls it has in flight, even when the others leave it less
-    assert in_flight.hold(ledger, API, "a", want=10, keep=6, budget=8, now=now, ttl=30) == 6
+    # a holder keeps the slots of the calls it has in flight (the others see them as taken), but may start new
+    # calls only within what is granted
+    assert in_flight.hold(ledger, API, "a", want=10, keep=6, budget=8, now=now, ttl=30) == 2
+    assert in_flight.holders(ledger, API, now=now) == {"a": 6, "b": 6}
 
 
 def test_a_dead_holders_slots_come_back_after_its_lease(ledger):
@@ -151,6 +153,69 @@ def test_a_dead_holder_only_delays_the_others_by_its_lease(ledger):
     assert done == list(range(5))
 
 
+def test_a_hold_lost_while_calls_run_is_never_refilled_over_the_budget(ledger):
+    """A holder's row vanishes while its 16 calls run (a renewal much too late) and another takes the 16 slots:
+    the calls already running cannot be recalled, but once the renewal comes no new call starts over the budget."""
+    api, samples = InFlightCounter(), []
+    a, b = (SharedBudget(ledger, API, name, 16, lease_seconds=0.6, poll_seconds=0.02) for name in ("a", "b"))
+    b_started, stop = threading.Event(), threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            samples.append((time.monotonic(), api.now))
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    lane_a = threading.Thread(target=work_within, args=(list(range(1200)), lambda i: api.call(0.05)),
+                              kwargs={"threads": 16, "budget": a})
+    lane_a.start()
+    time.sleep(0.3)
+    in_flight.release(ledger, API, "a")  # A's row is gone while its calls run
+    lost_at = time.monotonic()
+    lane_b = threading.Thread(target=lambda: (b_started.set(), work_within(
+        list(range(1200)), lambda i: api.call(0.05), threads=16, budget=b)))
+    lane_b.start()
+    lane_a.join(60)
+    lane_b.join(60)
+    stop.set()
+    sampler.join()
+    settled = [n for t, n in samples if t > lost_at + 1.0]  # A renewed (every 0.2 s) and its old calls ended
+    assert settled and max(settled) <= 16
+
+
+def test_a_failed_renewal_keeps_the_slots_of_calls_in_flight_until_they_end(ledger):
+    class FailsAfterFirstHold(SharedBudget):
+        holds = 0
+
+        def hold(self, want, keep):
+            self.holds += 1
+            if self.holds > 1:
+                raise ConnectionError("ledger unreachable")
+            return super().hold(want, keep)
+
+    # A holds 16 slots and starts 16 calls of 1.2 s; its renewals fail from 0.5 s on, and at 1.0 s (two thirds of
+    # its 1.5 s lease) its work fails. Its calls still run until 1.2 s: their slots must stay taken until then (the
+    # row's lease would run out at 1.5 s); B has been waiting since 0.3 s.
+    api = InFlightCounter()
+    a = FailsAfterFirstHold(ledger, API, "a", 16, lease_seconds=1.5, poll_seconds=0.02)
+    outcome = {}
+
+    def lane_a():
+        try:
+            work_within(list(range(40)), lambda i: api.call(1.2), threads=16, budget=a)
+        except RuntimeError as exc:
+            outcome["a"] = str(exc)
+
+    t = threading.Thread(target=lane_a)
+    t.start()
+    time.sleep(0.3)
+    work_within(list(range(16)), lambda i: api.call(0.05), threads=16, budget=budget(ledger, "b"))
+    t.join(30)
+    assert api.most <= 16  # B got A's slots only once A's 16 calls in flight had ended
+    assert "in-flight budget could not be held: ledger unreachable" in outcome["a"]
+
+
 def test_an_unreachable_ledger_fails_the_work_instead_of_hanging():
     class Broken(SharedBudget):
         def hold(self, want, keep):
@@ -163,7 +228,7 @@ def test_an_unreachable_ledger_fails_the_work_instead_of_hanging():
             raise ConnectionError("ledger unreachable")
 
     with pytest.raises(RuntimeError, match="in-flight budget could not be held: ledger unreachable"):
-        work_within(list(range(3)), lambda i: i, threads=3, budget=Broken(None, API, "x", 16))
+        work_within(list(range(3)), lambda i: i, threads=3, budget=Broken(None, API, "x", 16, lease_seconds=0.3))
 
 
 def test_without_a_budget_it_is_a_thread_pool():

@@ -10,7 +10,9 @@ threads as it holds slots:
   :data:`POLL_SECONDS` (a read; a write only when something is free);
 - as its last items finish it gives slots back in halves, and all of them when it ends, so a waiting task
   starts while this one finishes its tail;
-- it renews its hold every third of :data:`LEASE_SECONDS`; a task that died frees its slots after that.
+- it renews its hold every third of :data:`LEASE_SECONDS`; a task that died frees its slots after that. A
+  failed renewal is tried again while the lease lasts; a ledger that stays unreachable fails the work (calls in
+  flight end first, and keep their slots until then).
 
 So the lanes of a big run take turns at full speed instead of splitting the budget: while one lane buys labels
 with all of UPS's slots, another writes tracking numbers to the ERP with the ERP's, and a lane's next step
@@ -47,29 +49,33 @@ class SharedBudget:
     :param holder: this task (unique per task try).
     :param budget: the account's in-flight budget (``api_budget``); a holder never takes slots beyond it, whatever
         the others hold.
+
+    Leases are dated by the database's clock (:mod:`ml_connector.ledger.in_flight`), so workers whose clocks differ
+    agree on them; renewals are timed with this process's monotonic clock.
     """
 
     def __init__(self, ledger: Any, api: str, holder: str, budget: int, *, lease_seconds: float = LEASE_SECONDS,
-                 poll_seconds: float = POLL_SECONDS, clock: Callable[[], float] = time.time) -> None:
+                 poll_seconds: float = POLL_SECONDS) -> None:
         self.ledger, self.api, self.holder, self.budget = ledger, api, holder, budget
-        self.lease_seconds, self.poll_seconds, self.clock = lease_seconds, poll_seconds, clock
-        self.most_held = 0  # the most slots this task held at once (for logs and tests)
+        self.lease_seconds, self.poll_seconds = lease_seconds, poll_seconds
+        self.most_held = 0  # the most slots this task was granted at once (for logs and tests)
 
     def hold(self, want: int, keep: int) -> int:
+        """Ask for ``want`` slots, keeping ``keep`` calls in flight; returns how many calls may run now."""
         granted = in_flight.hold(self.ledger, self.api, self.holder, want=want, keep=keep, budget=self.budget,
-                                 now=self.clock(), ttl=self.lease_seconds)
+                                 ttl=self.lease_seconds)
         self.most_held = max(self.most_held, granted)
         return granted
 
     def free(self) -> int:
-        return in_flight.free_slots(self.ledger, self.api, self.holder, budget=self.budget, now=self.clock())
+        return in_flight.free_slots(self.ledger, self.api, self.holder, budget=self.budget)
 
     def release(self) -> None:
         in_flight.release(self.ledger, self.api, self.holder)
 
     def call(self, fn: Callable[[], R]) -> R:
         """``fn()`` while holding one slot (waited for like any item of :func:`work_within`): a task's calls outside
-        its items, e.g. the ship-from read, an extract's pages (one at a time), a logoff."""
+        its items, e.g. the ship-from read, an extract's pages (one at a time)."""
         return work_within([fn], lambda f: f(), threads=1, budget=self, name="call")[0]
 
 
@@ -105,13 +111,21 @@ class _Gate:
             self.error = error
             self._cond.notify_all()
 
+    def wait_idle(self) -> None:
+        """Wait until no caller is inside (the calls in flight have ended)."""
+        with self._cond:
+            while self.active:
+                self._cond.wait()
+
 
 def work_within(items: Sequence[T], work: Callable[[T], R], *, threads: int, budget: SharedBudget | None,
                 name: str = "work") -> list[R]:
     """``[work(item) for item in items]`` on up to ``threads`` threads, never more calls at once than ``budget``
     grants (``None``: ``threads`` at once, no shared budget). Results come in the order of ``items``; an
     exception from ``work`` is raised here, as :meth:`ThreadPoolExecutor.map` raises it."""
-    threads = max(1, min(threads, len(items) or 1))
+    if not items:
+        return []
+    threads = max(1, min(threads, len(items)))
     if budget is None:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name) as pool:
             return list(pool.map(work, items))
@@ -131,26 +145,38 @@ def work_within(items: Sequence[T], work: Callable[[T], R], *, threads: int, bud
                 changed.set()
 
     def keep_hold() -> None:
-        granted, renewed = 0, 0.0
+        granted = stored = 0  # calls that may start / slots the ledger row keeps (granted + calls kept in flight)
+        renewed = time.monotonic()  # the last hold that reached the ledger (or the start)
         try:
             while not stop.is_set():
                 with lock:
                     want = min(threads, left[0])
                 if want == 0:
                     return
-                now = budget.clock()
+                now, active = time.monotonic(), gate.active
                 shrink = want * 2 <= granted
-                if (granted < want and budget.free() > granted) or shrink \
-                        or now - renewed >= budget.lease_seconds / 3:
-                    granted = budget.hold(want if granted < want or shrink else granted, keep=min(gate.active, want))
-                    renewed = now
-                    gate.set_limit(granted)
-                wait = budget.poll_seconds if granted < want else max(0.0, budget.lease_seconds / 3 - (now - renewed))
+                drained = stored > max(granted, active)  # calls kept over the grant have ended: give them back
+                try:
+                    if (granted < want and budget.free() > granted) or shrink or drained \
+                            or now - renewed >= budget.lease_seconds / 3:
+                        keep = min(active, want)
+                        granted = budget.hold(want if granted < want or shrink else granted, keep=keep)
+                        stored, renewed = max(granted, keep), now
+                        gate.set_limit(granted)
+                except Exception:
+                    # a transient ledger error: the hold stands until its lease runs out; try again shortly
+                    if time.monotonic() - renewed >= budget.lease_seconds * 2 / 3:
+                        raise
+                    changed.wait(budget.poll_seconds)
+                    continue
+                wait = (budget.poll_seconds if granted < want or stored > granted
+                        else max(0.0, budget.lease_seconds / 3 - (now - renewed)))
                 changed.wait(wait)
                 changed.clear()
-        except BaseException as exc:  # the ledger is unreachable: the workers fail with it, nothing hangs
+        except BaseException as exc:  # the ledger stays unreachable: the workers fail with it, nothing hangs
             gate.fail(exc)
         finally:
+            gate.wait_idle()  # the slots of calls still in flight are given back only once they ended
             with contextlib.suppress(Exception):
                 budget.release()
 
