@@ -7,7 +7,7 @@ threads as it holds slots:
 
 - it asks for as many slots as it has threads (never more than it has items left);
 - it gets what the other holders leave; while it has fewer than it wants it looks again every
-  :data:`POLL_SECONDS` (a read; a write only when something is free);
+  :data:`POLL_SECONDS` (a read; a write only when more is free than it holds);
 - as its last items finish it gives slots back in halves, and all of them when it ends, so a waiting task
   starts while this one finishes its tail;
 - it renews its hold every third of :data:`LEASE_SECONDS`; a task that died frees its slots after that. A
@@ -167,7 +167,7 @@ def work_within(items: Sequence[T], work: Callable[[T], R], *, threads: int, bud
                     # a transient ledger error: the hold stands until its lease runs out; try again shortly
                     if time.monotonic() - renewed >= budget.lease_seconds * 2 / 3:
                         raise
-                    changed.wait(budget.poll_seconds)
+                    time.sleep(budget.poll_seconds)  # not changed.wait: a set event would not wait at all
                     continue
                 wait = (budget.poll_seconds if granted < want or stored > granted
                         else max(0.0, budget.lease_seconds / 3 - (now - renewed)))
